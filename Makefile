@@ -1,0 +1,48 @@
+# ragops: `make repro` builds and evaluates the pipeline on SciFact; `make test` runs the tests.
+# Both set up the virtual environment first. Variables: MIRROR (where SciFact is read from),
+# PYTHON (the interpreter that creates the venv), VENV.
+PYTHON ?= python3
+VENV ?= .venv
+MIRROR ?= ../shared/datasets
+BIN := $(abspath $(VENV))/bin
+# dvc runs the stage commands with this PATH, so `python` is the venv's.
+export PATH := $(BIN):$(PATH)
+export RAGOPS_MIRROR := $(abspath $(MIRROR))
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: setup data repro test lint bench clean help
+
+help:
+	@echo "make repro   set up, fetch SciFact from MIRROR=$(MIRROR), run the DVC pipeline, show metrics"
+	@echo "make test    set up and run lint + the test suite (tiny data profile)"
+	@echo "make bench   run the benchmarks in bench/ (full SciFact; writes docs/benchmarks.md)"
+
+setup: $(VENV)/.installed
+
+# torch first and pinned: 2.13.0 is a CPU wheel; anything else pulls a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+data: setup
+	$(BIN)/ragops data fetch --mirror $(MIRROR)
+
+repro: data
+	$(BIN)/dvc repro
+	$(BIN)/dvc metrics show
+
+lint: setup
+	$(BIN)/ruff check src tests flows bench
+	$(BIN)/actionlint .github/workflows/*.yml
+
+test: lint
+	$(BIN)/python -m pytest
+
+bench: data
+	$(BIN)/python bench/stage_times.py
+
+clean:
+	rm -rf $(VENV) .cache

@@ -1,0 +1,53 @@
+"""Loading the built pipeline (the DVC outputs named in params.yaml) back into a Retriever."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ragops.errors import ConfigError
+from ragops.index.dense import load_dense
+from ragops.index.sparse import BM25Index
+from ragops.retrieval import FusionConfig, Retriever
+
+
+def fusion_config(params: dict[str, Any]) -> FusionConfig:
+    f = params.get("fusion", {})
+    return FusionConfig(
+        method=f.get("method", "convex"),
+        alpha=float(f.get("alpha", 0.5)),
+        norm=f.get("norm", "minmax"),
+        rrf_k=int(f.get("rrf_k", 60)),
+    )
+
+
+def load_retriever(params: dict[str, Any], need_dense: bool = True, encoder=None) -> Retriever:
+    """Indexes from ``params['paths']``; the query encoder is loaded only when dense is needed."""
+    paths = params["paths"]
+    for key in ("chunks", "bm25") + (("faiss",) if need_dense else ()):
+        if not Path(paths[key]).exists():
+            raise ConfigError(f"{paths[key]} is missing: build the pipeline first (`dvc repro`)")
+    chunks = pd.read_parquet(paths["chunks"], columns=["chunk_id", "doc_id"])
+    bm25 = BM25Index.load(paths["bm25"])
+    bm25_row_doc = None
+    if bm25.cfg.unit == "chunk":
+        bm25_row_doc = dict(zip(chunks["chunk_id"], chunks["doc_id"], strict=True))
+    dense_index = load_dense(paths["faiss"]) if need_dense else None
+    if need_dense and encoder is None:
+        from ragops.embedding import Encoder
+
+        emb = params["embed"]
+        encoder = Encoder(emb["model"], device=emb.get("device", "cpu"), batch_size=int(emb.get("batch_size", 64)))
+    r = params.get("retrieve", {})
+    return Retriever(
+        bm25=bm25,
+        dense_index=dense_index,
+        encode=encoder,
+        row_doc=chunks["doc_id"].tolist(),
+        depth=int(r.get("depth", 100)),
+        dense_chunk_k=int(r.get("dense_chunk_k", 400)),
+        fusion=fusion_config(params),
+        bm25_row_doc=bm25_row_doc,
+    )

@@ -1,0 +1,96 @@
+"""Token-aware chunking: windows of model tokens with overlap, cut on word boundaries, the title
+prepended to every chunk so each chunk can be understood (and retrieved) on its own."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from ragops.errors import ConfigError
+
+# [CLS] and [SEP] (or <s> and </s>): the model adds them to every input.
+SPECIAL_TOKENS = 2
+
+
+def _windows(word_ids: list[int | None], budget: int, overlap: int) -> list[tuple[int, int]]:
+    """Token windows [start, end) of at most ``budget`` tokens, each starting ``overlap`` tokens
+    before the previous end, never splitting a word between windows when it can be avoided."""
+    n = len(word_ids)
+    if n == 0:
+        return [(0, 0)]
+
+    def inside(i: int) -> bool:  # token i continues the word of token i - 1
+        return 0 < i < n and word_ids[i] is not None and word_ids[i] == word_ids[i - 1]
+
+    def window_end(start: int) -> int:
+        # The cut moves back to the start of the word it would split, unless that word alone
+        # fills the window (a word longer than the budget must be split).
+        end = min(start + budget, n)
+        cut = end
+        while inside(cut):
+            cut -= 1
+        return cut if cut > start else end
+
+    out: list[tuple[int, int]] = []
+    start = 0
+    while True:
+        end = window_end(start)
+        out.append((start, end))
+        if end >= n:
+            return out
+        # The next window starts at the start of the word holding token end - overlap; when that
+        # word starts at or before this window's start, at the next word instead (less overlap, but
+        # no split word and no one-token steps through a long word).
+        nxt = max(end - overlap, start + 1)
+        back = nxt
+        while inside(back):
+            back -= 1
+        if back > start:
+            nxt = back
+        else:
+            while nxt < end and inside(nxt):
+                nxt += 1
+        # A window that could not get past this one's end (the next word does not fit after the
+        # overlap) would repeat part of this one: drop the overlap instead.
+        if window_end(nxt) <= end:
+            nxt = end
+        start = nxt
+
+
+def chunk_documents(
+    doc_ids: Sequence[str],
+    titles: Sequence[str],
+    texts: Sequence[str],
+    tokenizer,
+    max_tokens: int = 256,
+    overlap: int = 32,
+) -> pd.DataFrame:
+    """Split documents into chunks of at most ``max_tokens`` model tokens (special tokens and the
+    title included) with ``overlap`` tokens shared by consecutive chunks.
+
+    ``tokenizer`` is a Hugging Face fast tokenizer (it gives offsets and word ids).
+    Returns columns chunk_id (``doc_id#i``), doc_id, chunk_index, text, n_tokens.
+    """
+    if max_tokens < 16:
+        raise ConfigError(f"chunk.max_tokens must be at least 16, got {max_tokens}")
+    if not 0 <= overlap < max_tokens // 2:
+        raise ConfigError(f"chunk.overlap must be in [0, max_tokens/2), got {overlap}")
+    title_enc = tokenizer(list(titles), add_special_tokens=False, return_offsets_mapping=True)
+    body_enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    rows: list[tuple[str, str, int, str, int]] = []
+    for i, doc_id in enumerate(doc_ids):
+        title, text = titles[i], texts[i]
+        t_off = title_enc["offset_mapping"][i]
+        # A title may take at most half the budget; a longer one is cut on a token boundary.
+        t_len = min(len(t_off), max_tokens // 2)
+        title_part = title[: t_off[t_len - 1][1]] if t_len else ""
+        budget = max_tokens - SPECIAL_TOKENS - t_len
+        step_overlap = min(overlap, budget // 2)
+        offsets = body_enc["offset_mapping"][i]
+        word_ids = body_enc.word_ids(i)
+        for j, (s, e) in enumerate(_windows(word_ids, budget, step_overlap)):
+            body = text[offsets[s][0] : offsets[e - 1][1]] if e > s else ""
+            chunk_text = f"{title_part}\n{body}" if title_part and body else (title_part or body)
+            rows.append((f"{doc_id}#{j}", doc_id, j, chunk_text, SPECIAL_TOKENS + t_len + (e - s)))
+    return pd.DataFrame(rows, columns=["chunk_id", "doc_id", "chunk_index", "text", "n_tokens"])

@@ -1,0 +1,1 @@
+"""Reading, validating, splitting and placing BEIR-layout datasets."""

@@ -1,0 +1,163 @@
+"""Embedding with a content-hash cache keyed by (model fingerprint, text), so re-running after a
+small data change embeds only the new chunks.
+
+The core (``embed_with_cache``) takes an ``encode`` function, not a model: tests, the Dask path
+and the pipeline all pass their own. ``Encoder`` is the short wrapper that holds the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ragops.io import atomic_path, read_npy
+
+EncodeFn = Callable[[list[str]], np.ndarray]
+
+
+def cache_keys(model_id: str, texts: Sequence[str]) -> np.ndarray:
+    """sha256(model_id, text) per text, as fixed-width bytes (``S32``), storable without pickle."""
+    prefix = hashlib.sha256(model_id.encode()).digest()
+    return np.asarray([hashlib.sha256(prefix + t.encode("utf-8")).digest() for t in texts], dtype="S32")
+
+
+class EmbeddingCache:
+    """Append-only segments in ``root/<model_id[:16]>/``: ``seg-*.keys.npy`` + ``seg-*.vecs.npy``.
+
+    Each segment is written atomically (vectors first, keys last: a segment is only read when its
+    keys file exists), so an interrupted run keeps every finished block.
+    """
+
+    def __init__(self, root: str | Path, model_id: str) -> None:
+        self.dir = Path(root) / model_id[:16]
+        self.model_id = model_id
+        self._index: dict[bytes, tuple[int, int]] = {}
+        self._segments: list[np.ndarray] = []
+        if self.dir.exists():
+            for keys_file in sorted(self.dir.glob("seg-*.keys.npy")):
+                vecs_file = keys_file.with_name(keys_file.name.replace(".keys.", ".vecs."))
+                if vecs_file.exists():
+                    self._add_segment(read_npy(keys_file), read_npy(vecs_file, mmap=True))
+
+    def _add_segment(self, keys: np.ndarray, vecs: np.ndarray) -> None:
+        seg = len(self._segments)
+        self._segments.append(vecs)
+        for row, key in enumerate(keys.tolist()):
+            self._index.setdefault(key, (seg, row))
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        """(found mask, positions of missing keys)."""
+        found = np.asarray([k in self._index for k in keys.tolist()], dtype=bool)
+        return found, [i for i, f in enumerate(found) if not f]
+
+    def get(self, keys: np.ndarray, dim: int) -> np.ndarray:
+        out = np.empty((len(keys), dim), dtype=np.float32)
+        for i, key in enumerate(keys.tolist()):
+            seg, row = self._index[key]
+            out[i] = self._segments[seg][row]
+        return out
+
+    def add(self, keys: np.ndarray, vecs: np.ndarray) -> None:
+        if len(keys) == 0:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        name = f"seg-{time.time_ns():020d}-{os.getpid()}"
+        for suffix, arr in ((".vecs.npy", vecs.astype(np.float32)), (".keys.npy", keys)):
+            with atomic_path(self.dir / f"{name}{suffix}") as tmp, open(tmp, "wb") as f:
+                np.save(f, arr, allow_pickle=False)
+        self._add_segment(keys, vecs.astype(np.float32))
+
+
+@dataclass(frozen=True)
+class EmbedStats:
+    total: int
+    cached: int
+    encoded: int
+    seconds: float
+    tokens_encoded: int = 0
+
+
+def embed_with_cache(
+    texts: Sequence[str],
+    encode: EncodeFn,
+    cache: EmbeddingCache | None,
+    dim: int,
+    block_size: int = 2048,
+    lengths: Sequence[int] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, EmbedStats]:
+    """Embeddings for ``texts`` (row i for text i), encoding only what the cache lacks.
+
+    Missing texts are encoded longest-first in blocks of ``block_size`` (similar lengths batch
+    with little padding) and each block is added to the cache as soon as it is done.
+    """
+    t0 = time.perf_counter()
+    keys = cache_keys(cache.model_id if cache is not None else "", texts)  # an empty cache is falsy (__len__)
+    if cache is not None:
+        _, missing = cache.lookup(keys)
+    else:
+        missing = list(range(len(texts)))
+    # Identical texts are encoded once.
+    first: dict[bytes, int] = {}
+    for i in missing:
+        first.setdefault(keys[i].tobytes(), i)
+    todo = list(first.values())
+    if lengths is not None:
+        todo.sort(key=lambda i: -lengths[i])
+    new: dict[bytes, np.ndarray] = {}
+    for start in range(0, len(todo), block_size):
+        block = todo[start : start + block_size]
+        vecs = np.asarray(encode([texts[i] for i in block]), dtype=np.float32)
+        block_keys = keys[block]
+        if cache is not None:
+            cache.add(block_keys, vecs)
+        for key, vec in zip(block_keys.tolist(), vecs, strict=True):
+            new[key] = vec
+        if progress is not None:
+            progress(len(block))
+    out = np.empty((len(texts), dim), dtype=np.float32)
+    for i, key in enumerate(keys.tolist()):
+        out[i] = new[key] if key in new else cache.get(keys[i : i + 1], dim)[0]
+    stats = EmbedStats(
+        total=len(texts),
+        cached=len(texts) - len(missing),
+        encoded=len(todo),
+        seconds=time.perf_counter() - t0,
+        tokens_encoded=int(sum(lengths[i] for i in todo)) if lengths is not None else 0,
+    )
+    return out, stats
+
+
+class Encoder:
+    """A SentenceTransformer behind ``encode(texts) -> float32 [n, dim]``, L2-normalized."""
+
+    def __init__(self, model_name: str, device: str = "cpu", batch_size: int = 64) -> None:
+        from ragops.models import load_sentence_transformer, model_fingerprint, resolve_model
+
+        self.model_name = model_name
+        self.path = resolve_model(model_name)
+        self.model = load_sentence_transformer(model_name, device=device)
+        self.batch_size = batch_size
+        self.dim = int(self.model.get_embedding_dimension())
+        self.model_id = f"{model_fingerprint(self.path)}:{self.model.max_seq_length}"
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        return self.encode(texts)
+
+    def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        return self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=show_progress,
+        ).astype(np.float32, copy=False)

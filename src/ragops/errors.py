@@ -1,0 +1,29 @@
+"""Errors a user can act on: they name the file and, where there is one, the line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class RagopsError(Exception):
+    """Base class: the CLI prints these as one readable line, without a traceback."""
+
+
+class DataError(RagopsError):
+    """Bad input data. ``str()`` reads ``path:line: message`` (or ``path: message``)."""
+
+    def __init__(self, path: str | Path, message: str, line: int | None = None) -> None:
+        self.path = str(path)
+        self.line = line
+        self.message = message
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {message}")
+
+
+class ConfigError(RagopsError):
+    """A bad value in params.yaml or on the command line."""
+
+
+def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> ConfigError:
+    """Strategies are chosen by name and fail loudly, listing the valid names (style rule 8)."""
+    return ConfigError(f"unknown {kind} {name!r}; valid: {', '.join(sorted(valid))}")

@@ -1,0 +1,1 @@
+"""Indexes: FAISS for dense vectors (dense.py), bm25s for lexical search (sparse.py)."""

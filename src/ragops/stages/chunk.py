@@ -1,0 +1,36 @@
+"""Stage `chunk`: docs.parquet -> chunks.parquet (token-aware, title with every chunk)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+
+from ragops.chunking import chunk_documents
+from ragops.config import load_params
+from ragops.io import write_parquet
+from ragops.logs import setup as setup_logging
+from ragops.models import load_tokenizer
+
+log = logging.getLogger("ragops.chunk")
+
+
+def main(params: dict[str, Any]) -> None:
+    paths, cfg = params["paths"], params["chunk"]
+    docs = pd.read_parquet(paths["docs"])
+    chunks = chunk_documents(
+        docs["doc_id"].tolist(),
+        docs["title"].tolist(),
+        docs["text"].tolist(),
+        load_tokenizer(params["embed"]["model"]),
+        max_tokens=int(cfg["max_tokens"]),
+        overlap=int(cfg["overlap"]),
+    )
+    write_parquet(paths["chunks"], chunks)
+    log.info("%d documents -> %d chunks, %d tokens", len(docs), len(chunks), int(chunks["n_tokens"].sum()))
+
+
+if __name__ == "__main__":
+    setup_logging()
+    main(load_params())

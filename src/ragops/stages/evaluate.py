@@ -1,0 +1,60 @@
+"""Stage `evaluate`: every split x mode -> reports/metrics.json, per_query.csv and plot data."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ragops.artifacts import load_retriever
+from ragops.config import load_params
+from ragops.evaluation import DEFAULT_METRICS, evaluate_mode, qrels_for_split, summarize
+from ragops.io import write_csv, write_json
+from ragops.logs import setup as setup_logging
+
+log = logging.getLogger("ragops.evaluate")
+
+
+def main(params: dict[str, Any]) -> None:
+    paths, cfg = params["paths"], params["evaluate"]
+    modes = list(cfg["modes"])
+    retriever = load_retriever(params, need_dense=any(m != "bm25" for m in modes))
+    queries = pd.read_parquet(paths["queries"])
+    text_of = dict(zip(queries["query_id"], queries["text"], strict=True))
+    qrels = pd.read_parquet(paths["qrels"])
+    metrics: dict[str, dict[str, dict[str, float]]] = {}
+    rows: list[dict[str, Any]] = []
+    for split in cfg["splits"]:
+        split_qrels = qrels_for_split(qrels, split)
+        if not split_qrels:
+            log.info("split %s: no judgments, skipped", split)
+            continue
+        qids = sorted(split_qrels)
+        texts = [text_of[q] for q in qids]
+        metrics[split] = {}
+        for mode in modes:
+            res = evaluate_mode(retriever, qids, texts, split_qrels, mode, DEFAULT_METRICS,
+                                int(cfg.get("latency_sample", 100)), int(params["seed"]))
+            metrics[split][mode] = summarize(res)
+            rows += [{"split": split, "mode": mode, "query_id": q, **m} for q, m in res.per_query.items()]
+            log.info("%s %-7s %s", split, mode, metrics[split][mode])
+    if not metrics:
+        raise SystemExit("evaluate: no split with judgments among " + ", ".join(cfg["splits"]))
+    per_query = pd.DataFrame(rows)
+    write_json(paths["metrics"], metrics)
+    write_csv(paths["per_query"], per_query)
+    write_plots(per_query, Path(paths["plots"]))
+
+
+def write_plots(per_query: pd.DataFrame, out: Path) -> None:
+    """Plot data for `dvc plots`: per-query nDCG@10 of every mode side by side, per split."""
+    wide = per_query.pivot_table(index=["split", "query_id"], columns="mode", values="ndcg@10").reset_index()
+    for split, frame in wide.groupby("split"):
+        write_csv(out / f"ndcg_{split}.csv", frame.drop(columns="split").round(4))
+
+
+if __name__ == "__main__":
+    setup_logging()
+    main(load_params())

@@ -1,0 +1,74 @@
+"""Shared fixtures: the SciFact mirror (real data, offline) and the real all-MiniLM-L6-v2, loaded once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = "all-MiniLM-L6-v2"
+
+
+def _mirror_root() -> Path:
+    return Path(os.environ.get("RAGOPS_MIRROR", REPO.parent / "shared" / "datasets"))
+
+
+def beir_file(folder: Path, stem: str) -> Path:
+    """``<stem>.jsonl`` if present, else ``<stem>.jsonl.gz`` (the two names a BEIR folder may use)."""
+    plain = folder / f"{stem}.jsonl"
+    return plain if plain.is_file() else folder / f"{stem}.jsonl.gz"
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """The SciFact folder of the dataset mirror (BEIR layout); skips when it is not there."""
+    folder = _mirror_root() / "scifact"
+    if not beir_file(folder, "corpus").is_file() or not beir_file(folder, "queries").is_file():
+        pytest.skip(f"SciFact mirror not found at {folder} (set RAGOPS_MIRROR to the datasets folder)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def scifact_corpus(mirror: Path) -> pd.DataFrame:
+    """Every SciFact document: doc_id, title, text (5,183 rows, read in well under a second)."""
+    from ragops.data.beir import read_corpus
+
+    return read_corpus(beir_file(mirror, "corpus"))
+
+
+@pytest.fixture(scope="session")
+def scifact_sample(scifact_corpus: pd.DataFrame) -> pd.DataFrame:
+    """The first 300 SciFact documents, in file order."""
+    return scifact_corpus.head(300).reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def scifact_queries(mirror: Path) -> pd.DataFrame:
+    from ragops.data.beir import read_queries
+
+    return read_queries(beir_file(mirror, "queries"))
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The embedding model's own tokenizer (real, offline)."""
+    from ragops.models import load_tokenizer
+
+    try:
+        return load_tokenizer(MODEL)
+    except ImportError as exc:  # the packaged model is a declared dependency; say so if it is missing
+        pytest.skip(f"{MODEL} is not installed ({exc})")
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    """The real all-MiniLM-L6-v2 behind ragops.embedding.Encoder, on CPU, loaded once per session."""
+    from ragops.embedding import Encoder
+
+    try:
+        return Encoder(MODEL, device="cpu", batch_size=32)
+    except ImportError as exc:
+        pytest.skip(f"{MODEL} is not installed ({exc})")

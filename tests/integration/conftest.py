@@ -1,0 +1,67 @@
+"""Fixtures that run the real tools (dvc, the ragops CLI) in a temporary copy of the project."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ragops.config import merge
+
+REPO = Path(__file__).resolve().parents[2]
+# What a clone holds that the pipeline needs (no outputs, no DVC cache, no venv).
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "src", ".dvc/config", ".dvc/.gitignore", ".dvcignore",
+                 "data/raw/scifact.dvc", "data/raw/.gitignore", "tests/profiles"]
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{tail}")
+    return proc
+
+
+def copy_project(dest: Path, cache_dir: Path, profile: str = "tiny") -> Path:
+    for name in PROJECT_FILES:
+        src = REPO / name
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, target)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    override = yaml.safe_load((dest / "tests" / "profiles" / f"{profile}.yaml").read_text())
+    params = merge(params, override)
+    params["embed"]["cache_dir"] = str(cache_dir)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], dest)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "project"], dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def mirror_root() -> Path:
+    root = Path(os.environ.get("RAGOPS_MIRROR", REPO.parent / "shared" / "datasets"))
+    if not (root / "SHA256SUMS").exists():
+        pytest.skip(f"SciFact mirror not found at {root} (set RAGOPS_MIRROR)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def built_project(tmp_path_factory: pytest.TempPathFactory, mirror_root: Path) -> Path:
+    """The tiny profile built from scratch: `ragops data fetch` then `dvc repro`."""
+    root = copy_project(tmp_path_factory.mktemp("project"), tmp_path_factory.mktemp("embcache"))
+    run(["ragops", "data", "fetch", "--mirror", str(mirror_root)], root)
+    run(["dvc", "repro"], root)
+    return root

@@ -1,0 +1,113 @@
+"""`dvc repro` on the tiny profile, in a temporary copy of the project, with the real tools."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from .conftest import run
+
+pytestmark = pytest.mark.integration
+METRICS = {"ndcg@10", "mrr@10", "p@10", "recall@100", "map@100", "latency_ms", "latency_p95_ms"}
+
+
+def quality(metrics: dict) -> dict:
+    """Metrics without the timings (those vary run to run)."""
+    return {s: {m: {k: v for k, v in vals.items() if "latency" not in k} for m, vals in modes.items()}
+            for s, modes in metrics.items()}
+
+
+def test_outputs_have_the_declared_shape(built_project: Path) -> None:
+    metrics = json.loads((built_project / "reports/metrics.json").read_text())
+    assert set(metrics) == {"dev", "test"}
+    for split in metrics.values():
+        assert set(split) == {"bm25", "dense", "hybrid"}
+        for values in split.values():
+            assert set(values) == METRICS
+            assert all(0.0 <= values[k] <= 1.0 for k in METRICS if "latency" not in k)
+    # Retrieval on the tiny profile must work, not just run: every mode finds most relevant docs.
+    assert metrics["test"]["hybrid"]["recall@100"] > 0.8
+    assert metrics["test"]["hybrid"]["ndcg@10"] > 0.5
+    chunks = pd.read_parquet(built_project / "data/processed/chunks.parquet")
+    emb = np.load(built_project / "models/index/embeddings.npy", allow_pickle=False)
+    assert emb.shape == (len(chunks), 384)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
+    per_query = pd.read_csv(built_project / "reports/per_query.csv")
+    assert {"split", "mode", "query_id", "ndcg@10"} <= set(per_query.columns)
+    assert set(per_query["mode"]) == {"bm25", "dense", "hybrid"}
+    plot = pd.read_csv(built_project / "reports/plots/ndcg_test.csv")
+    assert {"query_id", "bm25", "dense", "hybrid"} <= set(plot.columns)
+    queries = pd.read_parquet(built_project / "data/processed/queries.parquet")
+    assert list(queries.columns) == ["query_id", "text"]  # SciFact's gold metadata never gets through
+
+
+def test_second_repro_runs_nothing(built_project: Path) -> None:
+    out = run(["dvc", "repro"], built_project).stdout
+    assert "Running stage" not in out, out
+    assert "didn't change, skipping" in out or "is cached" in out or out.strip() == "", out
+
+
+def test_fusion_change_reruns_only_evaluate(built_project: Path) -> None:
+    params = yaml.safe_load((built_project / "params.yaml").read_text())
+    params["fusion"]["alpha"] = 0.7
+    (built_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = run(["dvc", "status", "--json"], built_project).stdout
+    assert set(json.loads(status)) == {"evaluate"}, status
+    out = run(["dvc", "repro"], built_project).stdout
+    assert "Running stage 'evaluate'" in out
+    assert out.count("Running stage") == 1, out
+
+
+def test_forced_rebuild_gives_identical_metrics_from_the_cache(built_project: Path) -> None:
+    before = json.loads((built_project / "reports/metrics.json").read_text())
+    run(["dvc", "repro", "--force"], built_project)
+    after = json.loads((built_project / "reports/metrics.json").read_text())
+    assert quality(before) == quality(after)
+    stats = json.loads((built_project / "models/index/embed_stats.json").read_text())
+    assert stats["encoded"] == 0 and stats["cached"] == stats["total"]  # nothing re-embedded
+
+
+def test_search_cli_on_the_built_index(built_project: Path) -> None:
+    qrels = pd.read_parquet(built_project / "data/processed/qrels.parquet")
+    queries = pd.read_parquet(built_project / "data/processed/queries.parquet").set_index("query_id")
+    row = qrels[qrels["split"] == "test"].iloc[0]
+    out = run(["ragops", "search", queries.at[row["query_id"], "text"], "-k", "5", "--json"], built_project).stdout
+    result = json.loads(out)
+    assert result["mode"] == "hybrid" and len(result["results"]) == 5
+    assert all(r["title"] for r in result["results"])
+    scores = [r["score"] for r in result["results"]]
+    assert scores == sorted(scores, reverse=True)
+    table = run(["ragops", "search", "vitamin D and bone density", "--mode", "bm25"], built_project).stdout
+    assert "bm25: vitamin D" in table
+    bad = run(["ragops", "search", "x", "--mode", "nope"], built_project, check=False)
+    assert bad.returncode == 2 and "valid: bm25, dense, hybrid" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_another_beir_folder_without_train_data(built_project: Path, mirror_root: Path, tmp_path: Path) -> None:
+    """`dvc exp run -S data.dataset=<folder>` runs the DAG on another corpus with only test qrels."""
+    src = mirror_root / "scifact"
+    qrels = pd.read_csv(src / "qrels/test.tsv", sep="\t", dtype=str).head(40)
+    docs = set(qrels["corpus-id"])
+    folder = tmp_path / "mini"
+    (folder / "qrels").mkdir(parents=True)
+    with gzip.open(src / "corpus.jsonl.gz", "rt") as f, open(folder / "corpus.jsonl", "w") as out:
+        for i, line in enumerate(f):
+            if json.loads(line)["_id"] in docs or i < 150:
+                out.write(line)
+    with open(src / "queries.jsonl") as f, open(folder / "queries.jsonl", "w") as out:
+        out.writelines(line for line in f if json.loads(line)["_id"] in set(qrels["query-id"]))
+    qrels.to_csv(folder / "qrels/test.tsv", sep="\t", index=False)
+    run(["dvc", "exp", "run", "-S", f"data.dataset={folder}", "-S", "prepare.max_docs=0"], built_project)
+    metrics = json.loads((built_project / "reports/metrics.json").read_text())
+    assert set(metrics) == {"test"}  # no train data: no dev split, nothing fails
+    assert metrics["test"]["hybrid"]["ndcg@10"] > 0.5
+    stats = json.loads((built_project / "data/processed/stats.json").read_text())
+    assert stats["dev_source"] == "none" and stats["docs"] >= 150
+    shutil.rmtree(folder)
