@@ -43,6 +43,9 @@ test: lint
 
 bench: data
 	$(BIN)/python bench/stage_times.py
+	$(BIN)/python bench/flow.py
+	$(BIN)/python bench/dask_embed.py
+	$(BIN)/python bench/registry.py
 
 clean:
 	rm -rf $(VENV) .cache

@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 from _common import REPO, machine, machine_line, python_env, write_result, write_section
 
-STAGES = ["prepare", "chunk", "embed", "index_dense", "index_bm25", "evaluate"]
+STAGES = ["prepare", "chunk", "embed", "index_dense", "index_bm25", "evaluate", "register"]
 FILES = ["dvc.yaml", "params.yaml", "src", ".dvc/config", ".dvc/.gitignore", ".dvcignore",
          "data/raw/scifact.dvc", "data/raw/.gitignore"]
 
@@ -57,10 +57,10 @@ def raw_encode(root: Path) -> dict:
         "import json,time,pandas as pd;from ragops.models import load_sentence_transformer as L;"
         "c=pd.read_parquet('data/processed/chunks.parquet');m=L('all-MiniLM-L6-v2');"
         "t=time.perf_counter();m.encode(c.text.tolist(),batch_size=64,normalize_embeddings=True);"
-        "s=time.perf_counter()-t;print(json.dumps({'seconds':s,'chunks':len(c),'tokens':int(c.n_tokens.sum())}))"
+        "s=time.perf_counter()-t;print('RESULT',json.dumps({'seconds':s,'chunks':len(c),'tokens':int(c.n_tokens.sum())}))"
     )
     _, out = sh(["python", "-c", code], root)
-    return json.loads(out.strip().splitlines()[-1])
+    return json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[len("RESULT "):])
 
 
 def change_one_percent(root: Path) -> int:

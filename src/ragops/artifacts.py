@@ -29,25 +29,39 @@ def load_retriever(params: dict[str, Any], need_dense: bool = True, encoder=None
     for key in ("chunks", "bm25") + (("faiss",) if need_dense else ()):
         if not Path(paths[key]).exists():
             raise ConfigError(f"{paths[key]} is missing: build the pipeline first (`dvc repro`)")
-    chunks = pd.read_parquet(paths["chunks"], columns=["chunk_id", "doc_id"])
-    bm25 = BM25Index.load(paths["bm25"])
-    bm25_row_doc = None
-    if bm25.cfg.unit == "chunk":
-        bm25_row_doc = dict(zip(chunks["chunk_id"], chunks["doc_id"], strict=True))
-    dense_index = load_dense(paths["faiss"]) if need_dense else None
     if need_dense and encoder is None:
         from ragops.embedding import Encoder
 
         emb = params["embed"]
         encoder = Encoder(emb["model"], device=emb.get("device", "cpu"), batch_size=int(emb.get("batch_size", 64)))
-    r = params.get("retrieve", {})
+    return assemble_retriever(paths["chunks"], paths["bm25"], paths["faiss"] if need_dense else None, encoder,
+                              params.get("retrieve", {}), fusion_config(params))
+
+
+def assemble_retriever(
+    chunks_path: str | Path,
+    bm25_path: str | Path,
+    faiss_path: str | Path | None,
+    encoder,
+    retrieve: dict[str, Any],
+    fusion: FusionConfig,
+) -> Retriever:
+    """A Retriever over saved indexes (the built pipeline, or a packaged model's copy of them).
+
+    ``faiss_path=None`` loads no dense index (BM25 only).
+    """
+    chunks = pd.read_parquet(chunks_path, columns=["chunk_id", "doc_id"])
+    bm25 = BM25Index.load(bm25_path)
+    bm25_row_doc = None
+    if bm25.cfg.unit == "chunk":
+        bm25_row_doc = dict(zip(chunks["chunk_id"], chunks["doc_id"], strict=True))
     return Retriever(
         bm25=bm25,
-        dense_index=dense_index,
+        dense_index=load_dense(faiss_path) if faiss_path is not None else None,
         encode=encoder,
         row_doc=chunks["doc_id"].tolist(),
-        depth=int(r.get("depth", 100)),
-        dense_chunk_k=int(r.get("dense_chunk_k", 400)),
-        fusion=fusion_config(params),
+        depth=int(retrieve.get("depth", 100)),
+        dense_chunk_k=int(retrieve.get("dense_chunk_k", 400)),
+        fusion=fusion,
         bm25_row_doc=bm25_row_doc,
     )

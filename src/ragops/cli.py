@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ragops.cli_gate import gate_command
+from ragops.cli_registry import model_hits, models_command, promote_command
 from ragops.errors import RagopsError
 
 app = typer.Typer(
@@ -38,7 +40,7 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except RagopsError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)  # one line, never re-wrapped
             raise typer.Exit(2) from None
 
     return wrapper
@@ -72,27 +74,22 @@ def search(
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, max=1000, help="documents to show")] = 10,
     mode: Annotated[str, typer.Option(help="bm25 | dense | hybrid")] = "hybrid",
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    model: Annotated[str | None, typer.Option(
+        help="answer from a packaged model instead of the local index, e.g. models:/ragops-retriever@champion "
+        "(the tracking store comes from MLFLOW_TRACKING_URI or params registry.tracking_uri)")] = None,
     params_file: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """Search the built index and print ranked documents with titles and scores."""
-    import pandas as pd
-
-    from ragops.artifacts import load_retriever
-    from ragops.config import load_params
+    """Search the built index (or a registered model) and print ranked documents with titles and scores."""
     from ragops.retrieval import MODES
 
     if mode not in MODES:
         raise typer.BadParameter(f"unknown mode {mode!r}; valid: {', '.join(MODES)}", param_hint="--mode")
     if not query.strip():
         raise typer.BadParameter("the query is empty", param_hint="QUERY")
-    params = load_params(params_file)
-    retriever = load_retriever(params, need_dense=mode != "bm25")
-    hits = retriever.search(query, mode, k)
-    docs = pd.read_parquet(params["paths"]["docs"]).set_index("doc_id")
+    hits = model_hits(model, query, k, mode, params_file) if model else _local_hits(query, k, mode, params_file)
     rows = [
-        {"rank": r + 1, "doc_id": d, "score": round(float(s), 4), "title": str(docs.at[d, "title"]),
-         "snippet": str(docs.at[d, "text"])[:160]}
-        for r, (d, s) in enumerate(zip(hits.ids, hits.scores, strict=True))
+        {"rank": r + 1, "doc_id": d, "score": round(float(s), 4), "title": title, "snippet": text[:160]}
+        for r, (d, s, title, text) in enumerate(hits)
     ]
     if as_json:
         sys.stdout.write(json.dumps({"query": query, "mode": mode, "results": rows}, indent=2) + "\n")
@@ -105,6 +102,20 @@ def search(
     console.print(table)
     if not rows:
         console.print("no document matched")
+
+
+def _local_hits(query: str, k: int, mode: str, params_file: Path) -> list[tuple[str, float, str, str]]:
+    """(doc_id, score, title, text) from the built index named by params."""
+    import pandas as pd
+
+    from ragops.artifacts import load_retriever
+    from ragops.config import load_params
+
+    params = load_params(params_file)
+    hits = load_retriever(params, need_dense=mode != "bm25").search(query, mode, k)
+    docs = pd.read_parquet(params["paths"]["docs"]).set_index("doc_id")
+    return [(d, float(s), str(docs.at[d, "title"]), str(docs.at[d, "text"]))
+            for d, s in zip(hits.ids, hits.scores, strict=True)]
 
 
 @app.command("tune-fusion")
@@ -134,6 +145,76 @@ def tune_fusion(
     if write:
         write_fusion_params(params_file, best, f"ragops tune-fusion --split {split} --metric {metric} --write")
         console.print(f"written to {params_file}")
+
+
+def _flows_module(name: str):
+    """flows/<name>.py of the project in the working directory (flows/ is not a package)."""
+    import importlib.util
+    import os
+
+    path = Path.cwd() / "flows" / f"{name}.py"
+    if not path.is_file():
+        raise RagopsError(f"{path}: not found (run ragops from the project root)")
+    # No network here: Prefect's telemetry would only log an error. A busy machine starts slowly.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    spec = importlib.util.spec_from_file_location(f"ragops_flows_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@app.command("run")
+@friendly
+def run_pipeline(
+    push: Annotated[bool | None, typer.Option("--push/--no-push", help="dvc push afterwards "
+                                              "(default: orchestration.push)")] = None,
+) -> None:
+    """Run the pipeline once as a Prefect flow: each DVC stage a task, then a DVC push.
+
+    Uses the Prefect server in PREFECT_API_URL, or a temporary one when it is unset.
+    """
+    records = _flows_module("deploy").run_once(Path.cwd(), push)
+    table = Table(title="ragops-pipeline")
+    for col in ("stage", "outcome", "seconds", "message"):
+        table.add_column(col, overflow="fold")
+    for r in records:
+        table.add_row(r["stage"], r["outcome"], f"{r['seconds']:.1f}", r["message"])
+    console.print(table)
+
+
+@app.command()
+@friendly
+def schedule(
+    pause_on_shutdown: Annotated[bool | None, typer.Option(
+        "--pause-on-shutdown/--keep-schedule", help="pause the schedule when this process stops "
+        "(default: orchestration.pause_on_shutdown)")] = None,
+    params_file: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Serve the pipeline as a Prefect deployment on orchestration.cron (default nightly), until stopped.
+
+    Needs a Prefect server: `prefect server start`, then PREFECT_API_URL=http://127.0.0.1:4200/api.
+    """
+    import dataclasses
+
+    from ragops.config import load_params
+    from ragops.orchestration import OrchestrationConfig
+
+    deploy = _flows_module("deploy")
+    from prefect.settings import get_current_settings
+
+    if not get_current_settings().api.url:
+        raise RagopsError("PREFECT_API_URL is not set: start a server (`prefect server start`) and "
+                          "export PREFECT_API_URL=http://127.0.0.1:4200/api")
+    cfg = OrchestrationConfig.from_params(load_params(params_file))
+    if pause_on_shutdown is not None:
+        cfg = dataclasses.replace(cfg, pause_on_shutdown=pause_on_shutdown)
+    deploy.serve(Path.cwd(), cfg)
+
+
+app.command("gate")(friendly(gate_command))
+app.command("models")(friendly(models_command))
+app.command("promote")(friendly(promote_command))
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,8 @@ import numpy as np
 from ragops.io import atomic_path, read_npy
 
 EncodeFn = Callable[[list[str]], np.ndarray]
+# Many blocks at once, vectors yielded block by block in order (the Dask path overlaps the blocks).
+MapBlocksFn = Callable[[Iterable[list[str]]], Iterable[np.ndarray]]
 
 
 def cache_keys(model_id: str, texts: Sequence[str]) -> np.ndarray:
@@ -94,11 +96,15 @@ def embed_with_cache(
     block_size: int = 2048,
     lengths: Sequence[int] | None = None,
     progress: Callable[[int], None] | None = None,
+    map_blocks: MapBlocksFn | None = None,
 ) -> tuple[np.ndarray, EmbedStats]:
     """Embeddings for ``texts`` (row i for text i), encoding only what the cache lacks.
 
     Missing texts are encoded longest-first in blocks of ``block_size`` (similar lengths batch
-    with little padding) and each block is added to the cache as soon as it is done.
+    with little padding) and each block is added to the cache as soon as it is done. By default
+    each block is one ``encode`` call; ``map_blocks`` (e.g. ``DaskEncoder.map_blocks``) takes all
+    blocks and yields their vectors in order, so it can encode the next blocks meanwhile. Either
+    way this function is the only writer of the cache.
     """
     t0 = time.perf_counter()
     keys = cache_keys(cache.model_id if cache is not None else "", texts)  # an empty cache is falsy (__len__)
@@ -114,9 +120,11 @@ def embed_with_cache(
     if lengths is not None:
         todo.sort(key=lambda i: -lengths[i])
     new: dict[bytes, np.ndarray] = {}
-    for start in range(0, len(todo), block_size):
-        block = todo[start : start + block_size]
-        vecs = np.asarray(encode([texts[i] for i in block]), dtype=np.float32)
+    blocks = [todo[start : start + block_size] for start in range(0, len(todo), block_size)]
+    block_texts = ([texts[i] for i in block] for block in blocks)
+    encoded = map_blocks(block_texts) if map_blocks is not None else map(encode, block_texts)
+    for block, block_vecs in zip(blocks, encoded, strict=True):
+        vecs = np.asarray(block_vecs, dtype=np.float32)
         block_keys = keys[block]
         if cache is not None:
             cache.add(block_keys, vecs)

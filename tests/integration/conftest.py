@@ -16,12 +16,17 @@ from ragops.config import merge
 REPO = Path(__file__).resolve().parents[2]
 # What a clone holds that the pipeline needs (no outputs, no DVC cache, no venv).
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "src", ".dvc/config", ".dvc/.gitignore", ".dvcignore",
-                 "data/raw/scifact.dvc", "data/raw/.gitignore", "tests/profiles"]
+                 "data/raw/scifact.dvc", "data/raw/.gitignore", "tests/profiles", "flows", ".gitignore"]
+# Never log into the tracking store of whoever runs the tests: each project copy has its own SQLite store.
+_FOREIGN_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 600,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in ``cwd`` with this venv first on PATH; ``env`` adds or overrides variables."""
+    base = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
+    env = {**base, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
@@ -59,9 +64,15 @@ def mirror_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def built_project(tmp_path_factory: pytest.TempPathFactory, mirror_root: Path) -> Path:
+def embedding_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One embedding cache for every project copy of the session: the tiny corpus is encoded once."""
+    return tmp_path_factory.mktemp("embcache")
+
+
+@pytest.fixture(scope="session")
+def built_project(tmp_path_factory: pytest.TempPathFactory, mirror_root: Path, embedding_cache: Path) -> Path:
     """The tiny profile built from scratch: `ragops data fetch` then `dvc repro`."""
-    root = copy_project(tmp_path_factory.mktemp("project"), tmp_path_factory.mktemp("embcache"))
+    root = copy_project(tmp_path_factory.mktemp("project"), embedding_cache)
     run(["ragops", "data", "fetch", "--mirror", str(mirror_root)], root)
     run(["dvc", "repro"], root)
     return root

@@ -54,15 +54,15 @@ def test_second_repro_runs_nothing(built_project: Path) -> None:
     assert "didn't change, skipping" in out or "is cached" in out or out.strip() == "", out
 
 
-def test_fusion_change_reruns_only_evaluate(built_project: Path) -> None:
+def test_fusion_change_reruns_only_evaluate_and_register(built_project: Path) -> None:
     params = yaml.safe_load((built_project / "params.yaml").read_text())
     params["fusion"]["alpha"] = 0.7
     (built_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = run(["dvc", "status", "--json"], built_project).stdout
-    assert set(json.loads(status)) == {"evaluate"}, status
+    assert set(json.loads(status)) == {"evaluate", "register"}, status  # fusion is packaged with the model
     out = run(["dvc", "repro"], built_project).stdout
-    assert "Running stage 'evaluate'" in out
-    assert out.count("Running stage") == 1, out
+    assert "Running stage 'evaluate'" in out and "Running stage 'register'" in out
+    assert out.count("Running stage") == 2, out
 
 
 def test_forced_rebuild_gives_identical_metrics_from_the_cache(built_project: Path) -> None:

@@ -8,10 +8,9 @@ from typing import Any
 import pandas as pd
 
 from ragops.chunking import chunk_documents
-from ragops.config import load_params
 from ragops.io import write_parquet
-from ragops.logs import setup as setup_logging
 from ragops.models import load_tokenizer
+from ragops.timing import run_stage
 
 log = logging.getLogger("ragops.chunk")
 
@@ -32,5 +31,4 @@ def main(params: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    main(load_params())
+    run_stage("chunk", main)

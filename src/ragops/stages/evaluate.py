@@ -9,10 +9,9 @@ from typing import Any
 import pandas as pd
 
 from ragops.artifacts import load_retriever
-from ragops.config import load_params
 from ragops.evaluation import DEFAULT_METRICS, evaluate_mode, qrels_for_split, summarize
 from ragops.io import write_csv, write_json
-from ragops.logs import setup as setup_logging
+from ragops.timing import run_stage
 
 log = logging.getLogger("ragops.evaluate")
 
@@ -56,5 +55,4 @@ def write_plots(per_query: pd.DataFrame, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    main(load_params())
+    run_stage("evaluate", main)

@@ -7,9 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from ragops.config import load_params
 from ragops.index.sparse import BM25Config, BM25Index
-from ragops.logs import setup as setup_logging
+from ragops.timing import run_stage
 
 log = logging.getLogger("ragops.index_bm25")
 
@@ -29,5 +28,4 @@ def main(params: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    main(load_params())
+    run_stage("index_bm25", main)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ragops.config import load_params
 from ragops.index.dense import DenseConfig, build_dense, save_dense
 from ragops.io import read_npy
-from ragops.logs import setup as setup_logging
+from ragops.timing import run_stage
 
 log = logging.getLogger("ragops.index_dense")
 
@@ -23,5 +22,4 @@ def main(params: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    main(load_params())
+    run_stage("index_dense", main)

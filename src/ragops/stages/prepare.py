@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ragops.config import load_params
 from ragops.data.prepare import prepare_dataset
 from ragops.io import write_json, write_parquet
-from ragops.logs import setup as setup_logging
+from ragops.timing import run_stage
 
 log = logging.getLogger(__name__)
 
@@ -39,5 +38,4 @@ def main(params: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    main(load_params())
+    run_stage("prepare", main)

@@ -1,0 +1,8 @@
+"""MLflow "models from code" entry: MLflow runs this file when it logs or loads the packaged
+retriever (ragops.pyfunc.log_retriever_model), so no Python object is pickled. Not meant for import."""
+
+from mlflow.models import set_model
+
+from ragops.pyfunc import RetrieverModel
+
+set_model(RetrieverModel())

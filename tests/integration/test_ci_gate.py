@@ -1,0 +1,57 @@
+"""`ragops gate` on real pipeline outputs: a params change that hurts retrieval fails the gate, the
+reverse change passes, and bad baselines give clear errors (tiny profile, real `dvc repro`)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import run
+
+pytestmark = pytest.mark.integration
+
+
+def set_alpha(root: Path, alpha: float) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["fusion"]["alpha"] = alpha
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_gate_fails_a_regression_and_passes_an_improvement(built_project: Path, tmp_path: Path) -> None:
+    root = built_project
+    original = (root / "params.yaml").read_text()
+    try:
+        run(["dvc", "repro"], root)
+        shutil.copy(root / "reports/per_query.csv", tmp_path / "hybrid.csv")
+        shutil.copy(root / "reports/metrics.json", tmp_path / "hybrid.json")
+        set_alpha(root, 0.0)  # fusion weight 0 on dense: BM25 alone, clearly worse than hybrid
+        run(["dvc", "repro"], root)
+        worse = run(["ragops", "gate", "--baseline", str(tmp_path / "hybrid.csv"), "--baseline-metrics",
+                     str(tmp_path / "hybrid.json"), "--report", str(tmp_path / "report.md")], root, check=False)
+        assert worse.returncode == 1, worse.stdout + worse.stderr
+        assert "gate: FAIL" in worse.stdout
+        report = (tmp_path / "report.md").read_text()
+        assert "❌ fails" in report and "Queries whose ndcg@10 dropped most" in report
+        assert "| test | hybrid | ndcg@10 |" in report
+        # The other way round: the hybrid outputs against the BM25-only baseline pass.
+        shutil.copy(root / "reports/per_query.csv", tmp_path / "bm25only.csv")
+        (root / "params.yaml").write_text(original)
+        run(["dvc", "repro"], root)
+        better = run(["ragops", "gate", "--baseline", str(tmp_path / "bm25only.csv")], root, check=False)
+        assert better.returncode == 0, better.stdout + better.stderr
+        assert "gate: PASS" in better.stdout
+    finally:
+        (root / "params.yaml").write_text(original)
+        run(["dvc", "repro"], root)
+
+
+def test_gate_explains_bad_baselines(built_project: Path, tmp_path: Path) -> None:
+    missing = run(["ragops", "gate", "--baseline", str(tmp_path / "none.csv")], built_project, check=False)
+    assert missing.returncode == 2 and "baseline file not found" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    (tmp_path / "bad.csv").write_text("query,score\nq1,0.5\n")
+    bad = run(["ragops", "gate", "--baseline", str(tmp_path / "bad.csv")], built_project, check=False)
+    assert bad.returncode == 2 and "missing column(s) split, mode, query_id" in bad.stderr

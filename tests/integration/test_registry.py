@@ -1,0 +1,266 @@
+"""Tracking and the registry on the tiny profile, with the real tools: `dvc repro` logs a run and
+registers a version; the gate keeps a worse challenger out and lets a better one in; the CLI lists,
+promotes and answers from `models:/ragops-retriever@champion` exactly like the local index; and the
+same against a real `mlflow server` on 127.0.0.1.
+
+Versions (a SQLite store inside the project copy), on the test split, hybrid nDCG@10:
+v1 fusion.alpha=0.3 (0.92, first: champion), v2 alpha=0.0 (BM25 alone, 0.87: a significant drop,
+blocked), v3 alpha=0.55 (0.95: better, promoted).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+import yaml
+
+from .conftest import copy_project, run
+
+pytestmark = pytest.mark.integration
+MODEL = "ragops-retriever"
+SECRET = "sk-ant-test-0123456789abcdefghijklmnop"  # must never reach the store
+COMPARE = r"""
+import json, sys
+import mlflow.pyfunc, pandas as pd
+from ragops.artifacts import load_retriever
+from ragops.config import load_params
+params = load_params("params.yaml")
+texts = json.loads(sys.argv[1])
+got = mlflow.pyfunc.load_model(sys.argv[2]).predict(pd.DataFrame({"query": texts}), params={"k": 10})
+hits = load_retriever(params).search_batch(texts, "hybrid", 10)
+docs = pd.read_parquet(params["paths"]["docs"]).set_index("doc_id")
+want = [[t, r + 1, d, s, docs.at[d, "title"], docs.at[d, "text"]]
+        for t, h in zip(texts, hits) for r, (d, s) in enumerate(zip(h.ids, h.scores.tolist()))]
+rows = [[q, int(r), d, float(s), t, x] for q, r, d, s, t, x in got.itertuples(index=False)]
+print("RESULT " + json.dumps({"got": rows, "want": want, "columns": list(got.columns)}))
+"""
+
+
+def set_params(root: Path, **changes: float) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for key, value in changes.items():
+        section, name = key.split("__")
+        params[section][name] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def registry_json(root: Path) -> dict:
+    return json.loads((root / "reports/registry.json").read_text())
+
+
+def client(root: Path):
+    import mlflow
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def sample_queries(root: Path, n: int) -> list[str]:
+    qrels = pd.read_parquet(root / "data/processed/qrels.parquet")
+    queries = pd.read_parquet(root / "data/processed/queries.parquet").set_index("query_id")
+    ids = sorted(set(qrels[qrels["split"] == "test"]["query_id"]))[:n]
+    return queries.loc[ids, "text"].tolist()
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory, mirror_root: Path, embedding_cache: Path) -> dict:
+    """Three `dvc repro` runs in one project copy; what each printed and wrote."""
+    root = copy_project(tmp_path_factory.mktemp("registry"), embedding_cache)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["generate"] = {"api_key": SECRET, "model": "claude"}  # a credential in params: never logged
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["ragops", "data", "fetch", "--mirror", str(mirror_root)], root)
+    steps = {}
+    for version, alpha in ((1, 0.3), (2, 0.0), (3, 0.55)):
+        set_params(root, fusion__alpha=alpha)
+        out = run(["dvc", "repro"], root, env={"ANTHROPIC_API_KEY": SECRET})
+        steps[version] = {"stdout": out.stdout, "registry": registry_json(root),
+                          "metrics": json.loads((root / "reports/metrics.json").read_text())}
+    return {"root": root, "steps": steps}
+
+
+def test_first_version_is_champion_and_its_run_has_everything(history: dict) -> None:
+    root, first = history["root"], history["steps"][1]
+    summary = first["registry"]
+    assert summary["version"] == 1 and summary["promoted"]
+    assert summary["aliases"] == {"champion": "1", "challenger": "1"}
+    assert "first version" in summary["decision"]["reason"]
+    assert f"{MODEL} v1: PROMOTED to champion" in first["stdout"]
+    c = client(root)
+    run_ = c.get_run(summary["run_id"])
+    params, metrics, tags = run_.data.params, run_.data.metrics, run_.data.tags
+    assert params["fusion.alpha"] == "0.3" and params["evaluate.modes"] == '["bm25", "dense", "hybrid"]'
+    assert params["registry.tolerance"] == "0.01" and "generate.model" in params
+    assert not any("api_key" in k for k in params)
+    for split in ("dev", "test"):
+        for mode in ("bm25", "dense", "hybrid"):
+            assert {f"{split}/{mode}/{m}" for m in ("ndcg_at_10", "mrr_at_10", "p_at_10", "recall_at_100",
+                                                     "map_at_100", "latency_ms")} <= set(metrics)
+    assert metrics["test/hybrid/ndcg_at_10"] == first["metrics"]["test"]["hybrid"]["ndcg@10"]
+    assert {"timing/evaluate_s", "timing/prepare_s", "timing/register_model_s"} <= set(metrics)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    assert tags["mlflow.source.git.commit"] == head and tags["git.commit"] == head
+    assert len(tags["dvc.lock.sha256"]) == 64 and tags["dvc.md5.data/processed/chunks.parquet"]
+    assert len(tags["data.sha256.qrels"]) == 64 and tags["embed.model_id"] != "None"
+    files = {a.path for a in c.list_artifacts(summary["run_id"])}
+    assert {"per_query.csv", "metrics.json", "plots", "lineage"} <= files
+    plots = {a.path for a in c.list_artifacts(summary["run_id"], "plots")}
+    assert {"plots/ndcg_test.csv", "plots/ndcg_at_10_test.png", "plots/means_test.png"} <= plots
+    assert c.get_model_version(MODEL, "1").run_id == summary["run_id"]
+    lineage = Path(c.download_artifacts(summary["run_id"], "lineage", str(root / ".cache/check")))
+    assert (lineage / "dvc.lock").read_text() and json.loads((lineage / "stage_times.json").read_text())["evaluate"]
+    # No credential anywhere in the store (database and artifacts).
+    for path in [root / "mlflow.db", *(p for p in (root / "mlartifacts").rglob("*") if p.is_file())]:
+        if path.stat().st_size < 50_000_000:
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_packaged_model_is_files_with_a_signature(history: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+
+    root = history["root"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", f"sqlite:///{root / 'mlflow.db'}")
+    info = mlflow.models.get_model_info(f"models:/{MODEL}/1")
+    assert [c["name"] for c in info.signature.inputs.to_dict()] == ["query", "k", "mode"]
+    assert [c["name"] for c in info.signature.outputs.to_dict()] == ["query", "rank", "doc_id", "score", "title",
+                                                                     "text"]
+    assert {p.name for p in info.signature.params.params} == {"k", "mode"}
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL}/1", dst_path=str(root / ".cache/m1")))
+    assert (local / "input_example.json").exists() and (local / "code/ragops/pyfunc.py").exists()
+    names = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
+    assert not [n for n in names if n.endswith((".pkl", ".pickle"))], names
+    assert {"artifacts/config.json", "artifacts/chunks.parquet", "artifacts/docs.parquet",
+            "artifacts/model/model.safetensors"} <= names
+    assert any(n.startswith("artifacts/faiss/") for n in names) and any(n.startswith("artifacts/bm25/") for n in names)
+
+
+def test_worse_challenger_is_not_promoted(history: dict) -> None:
+    step = history["steps"][2]
+    summary, d = step["registry"], step["registry"]["decision"]
+    assert summary["version"] == 2 and not summary["promoted"]
+    assert summary["aliases"] == {"champion": "1", "challenger": "2"}
+    assert d["delta"] < -0.01 and d["p_value"] < 0.05 and "significant" in d["reason"]
+    assert "v2: NOT promoted (champion stays v1)" in step["stdout"] and "p=" in step["stdout"]
+    tags = client(history["root"]).get_model_version(MODEL, "2").tags
+    assert tags["gate.decision"] == "block" and tags["gate.champion_version"] == "1"
+    assert float(tags["gate.challenger_score"]) == pytest.approx(d["challenger"], abs=1e-6)
+    assert float(tags["gate.champion_score"]) == pytest.approx(d["champion"], abs=1e-6)
+    assert float(tags["gate.p_value"]) == pytest.approx(d["p_value"], abs=1e-6)
+
+
+def test_better_challenger_is_promoted(history: dict) -> None:
+    summary = history["steps"][3]["registry"]
+    assert summary["version"] == 3 and summary["promoted"] and summary["previous_champion"] == 1
+    assert summary["aliases"] == {"champion": "3", "challenger": "3"}
+    assert summary["decision"]["delta"] > 0 and "not lower" in summary["decision"]["reason"]
+    assert client(history["root"]).get_model_version(MODEL, "3").tags["gate.decision"] == "promote"
+
+
+def test_models_lists_versions_aliases_and_scores(history: dict) -> None:
+    out = json.loads(run(["ragops", "models", "--json"], history["root"]).stdout)
+    rows = {r["version"]: r for r in out["versions"]}
+    assert list(rows) == [3, 2, 1]
+    assert rows[3]["aliases"] == ["challenger", "champion"] and rows[1]["aliases"] == []
+    assert rows[2]["decision"] == "block" and rows[2]["score"] < rows[1]["score"] < rows[3]["score"]
+    assert rows[2]["p_value"] < 0.05
+    table = run(["ragops", "models"], history["root"]).stdout
+    assert MODEL in table and "block" in table
+
+
+def test_registry_model_answers_exactly_like_the_local_index(history: dict) -> None:
+    root = history["root"]
+    texts = sample_queries(root, 12)
+    out = run([sys.executable, "-c", COMPARE, json.dumps(texts), f"models:/{MODEL}@champion"], root,
+              env={"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}).stdout
+    result = json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[len("RESULT "):])
+    assert result["columns"] == ["query", "rank", "doc_id", "score", "title", "text"]
+    assert len(result["got"]) == 12 * 10 and result["got"] == result["want"]  # ids, order and float scores
+    local = run(["ragops", "search", texts[0], "--json"], root).stdout
+    model = run(["ragops", "search", texts[0], "--json", "--model", f"models:/{MODEL}@champion"], root).stdout
+    assert json.loads(model) == json.loads(local) and len(json.loads(model)["results"]) == 10
+    missing = run(["ragops", "search", "x", "--model", f"models:/{MODEL}/99"], root, check=False)
+    assert missing.returncode == 2 and "cannot load" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_promote_runs_the_gate_unless_forced(history: dict) -> None:
+    root = history["root"]
+    blocked = run(["ragops", "promote", "--version", "2"], root, check=False)
+    assert blocked.returncode == 1, blocked.stdout + blocked.stderr
+    assert "not promoted: champion stays v3" in blocked.stdout
+    forced = run(["ragops", "promote", "--version", "2", "--force"], root)
+    assert "v2 is now champion (was v3)" in forced.stdout
+    c = client(root)
+    assert str(c.get_model_version_by_alias(MODEL, "champion").version) == "2"
+    assert c.get_model_version(MODEL, "2").tags["gate.decision"] == "forced"
+    back = run(["ragops", "promote"], root)  # default: the challenger (v3), gated against v2: better
+    assert "v3 is now champion (was v2)" in back.stdout
+    assert "already champion" in run(["ragops", "promote", "--version", "3"], root).stdout
+    unknown = run(["ragops", "promote", "--version", "42"], root, check=False)
+    assert unknown.returncode == 2 and "no version 42" in unknown.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """`mlflow server` on 127.0.0.1 (SQLite backend, proxied artifacts), stopped with its workers."""
+    port = free_port()
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+           f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "server-artifacts"),
+           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed below, after the process
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).text.strip() == "OK":
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"mlflow server did not start:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        log.close()
+
+
+def test_against_a_real_mlflow_server(history: dict, mlflow_server: str) -> None:
+    root = history["root"]
+    env = {"MLFLOW_TRACKING_URI": mlflow_server}
+    out = run([sys.executable, "-m", "ragops.stages.register"], root, env=env).stdout
+    assert f"{MODEL} v1: PROMOTED to champion" in out and mlflow_server in out
+    summary = registry_json(root)
+    assert summary["tracking_uri"] == mlflow_server and summary["version"] == 1
+    listed = json.loads(run(["ragops", "models", "--json"], root, env=env).stdout)
+    assert [(r["version"], r["aliases"]) for r in listed["versions"]] == [(1, ["challenger", "champion"])]
+    query = sample_queries(root, 1)[0]
+    remote = run(["ragops", "search", query, "--json", "--model", f"models:/{MODEL}@champion"], root, env=env).stdout
+    assert json.loads(remote) == json.loads(run(["ragops", "search", query, "--json"], root).stdout)
+    run_ = httpx.get(f"{mlflow_server}/api/2.0/mlflow/runs/get", params={"run_id": summary["run_id"]}).json()["run"]
+    assert any(m["key"] == "test/hybrid/ndcg_at_10" for m in run_["data"]["metrics"])

@@ -1,0 +1,109 @@
+"""ragops.dask_embed: the embed core on a real dask.distributed LocalCluster (2 worker processes)
+gives the single-process vectors and fills the same cache; `embed.dask` parsing fails loudly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ragops.chunking import chunk_documents
+from ragops.dask_embed import DaskSpec, connect, open_encoder, overlapped, parse_dask
+from ragops.embedding import EmbeddingCache, embed_with_cache
+from ragops.errors import ConfigError
+
+MODEL = "all-MiniLM-L6-v2"
+
+
+def test_parse_dask() -> None:
+    assert parse_dask("none") is None and parse_dask(None) is None and parse_dask("") is None
+    assert parse_dask("local") == DaskSpec(address=None, workers=1, processes=False)
+    assert parse_dask("local:3") == DaskSpec(workers=3, processes=True)
+    assert parse_dask("tcp://scheduler:8786") == DaskSpec(address="tcp://scheduler:8786")
+    assert parse_dask("tls://10.0.0.5:8786").address == "tls://10.0.0.5:8786"
+    for bad in ("local:0", "locale", "scheduler:8786", "local:two"):
+        with pytest.raises(ConfigError, match="embed.dask"):
+            parse_dask(bad)
+    with pytest.raises(ConfigError, match="valid: none, local, local:N"):
+        parse_dask("yes please")
+
+
+def test_overlapped_keeps_later_blocks_queued_while_a_block_is_collected() -> None:
+    events: list[tuple] = []
+
+    def submit(piece: list[str], number: int) -> tuple:
+        events.append(("submit", number, tuple(piece)))
+        return tuple(piece)
+
+    blocks = [["a", "b", "c"], ["d", "e"], ["f"], []]
+    out = []
+    for futures in overlapped(iter(blocks), submit, piece_size=2, lookahead=2):
+        events.append(("collect", futures))
+        out.append(futures)
+    assert out == [[("a", "b"), ("c",)], [("d", "e")], [("f",)], []]  # in order, pieces of piece_size
+    # Block 0 is collected only once two pieces of later blocks are queued behind it.
+    first = events.index(("collect", [("a", "b"), ("c",)]))
+    assert [e[1] for e in events[:first] if e[0] == "submit"] == [0, 0, 1, 2]
+
+
+@pytest.fixture(scope="module")
+def chunk_texts(scifact_sample: pd.DataFrame, tokenizer) -> tuple[list[str], list[int]]:
+    """A few hundred real SciFact chunks (128-token windows), with their token counts."""
+    docs = scifact_sample.head(120)
+    chunks = chunk_documents(docs["doc_id"].tolist(), docs["title"].tolist(), docs["text"].tolist(),
+                             tokenizer, max_tokens=128, overlap=16)
+    chunks = chunks.head(300)
+    assert len(chunks) >= 250
+    return chunks["text"].tolist(), chunks["n_tokens"].tolist()
+
+
+def test_two_worker_processes_equal_one_process_and_fill_the_same_cache(
+    chunk_texts: tuple[list[str], list[int]], encoder, tmp_path: Path
+) -> None:
+    texts, lengths = chunk_texts
+    single, _ = embed_with_cache(texts, encoder, None, encoder.dim, block_size=64, lengths=lengths)
+
+    cache_dir = tmp_path / "cache"
+    with open_encoder(MODEL, "cpu", batch_size=16, dask="local:2") as dask_encoder:
+        assert dask_encoder.model_id == encoder.model_id and dask_encoder.dim == encoder.dim
+        assert len(dask_encoder.client.scheduler_info()["workers"]) == 2
+        cache = EmbeddingCache(cache_dir, dask_encoder.model_id)
+        seen: list[int] = []
+        distributed, stats = embed_with_cache(texts, dask_encoder, cache, dask_encoder.dim, block_size=64,
+                                              lengths=lengths, progress=seen.append,
+                                              map_blocks=dask_encoder.map_blocks)
+        # both workers took part
+        done = dask_encoder.client.run(lambda dask_worker: len(dask_worker.state.log))
+        assert all(n > 0 for n in done.values())
+    assert stats.encoded == len(set(texts)) and sum(seen) == stats.encoded
+    assert distributed.dtype == np.float32 and distributed.shape == single.shape
+    np.testing.assert_allclose(distributed, single, atol=1e-5, rtol=0)
+
+    # The single-process path finds every vector in the cache the cluster filled, under the same keys.
+    calls: list[list[str]] = []
+
+    def must_not_encode(batch: list[str]) -> np.ndarray:
+        calls.append(batch)
+        raise AssertionError("everything should come from the cache")
+
+    reopened = EmbeddingCache(cache_dir, encoder.model_id)
+    again, stats2 = embed_with_cache(texts, must_not_encode, reopened, encoder.dim, lengths=lengths)
+    assert calls == [] and stats2.cached == len(texts)
+    np.testing.assert_array_equal(again, distributed)
+
+
+def test_in_process_cluster(encoder) -> None:
+    """`embed.dask: local` runs the same code path in this process (one worker thread)."""
+    texts = ["vitamin D and bone fractures", "aspirin and heart attacks", "sleep and memory consolidation"]
+    with open_encoder(MODEL, "cpu", batch_size=2, dask="local") as dask_encoder:
+        got = dask_encoder(texts)
+        blocks = list(dask_encoder.map_blocks([texts[:1], [], texts[1:]]))
+    np.testing.assert_allclose(got, encoder.encode(texts), atol=1e-5, rtol=0)
+    assert [b.shape for b in blocks] == [(1, 384), (0, 384), (2, 384)]
+
+
+def test_unreachable_scheduler_fails_within_the_timeout() -> None:
+    with pytest.raises(OSError), connect(DaskSpec(address="tcp://127.0.0.1:9"), timeout=2):
+        pass
