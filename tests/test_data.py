@@ -234,7 +234,8 @@ def test_prepare_stage_writes_nothing_when_validation_fails(tmp_path: Path) -> N
 def scifact_outputs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = MIRROR / "scifact"
     if not (folder / "queries.jsonl").is_file():
-        pytest.skip(f"SciFact mirror not found at {folder} (set RAGOPS_MIRROR to the datasets folder)")
+        pytest.fail(f"SciFact mirror not found at {folder}: run `make test MIRROR=<datasets folder>` "
+                    "or set RAGOPS_MIRROR", pytrace=False)
     params = stage_params(tmp_path_factory.mktemp("scifact"), folder)
     prepare_stage.main(params)
     return params["paths"]

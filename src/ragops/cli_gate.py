@@ -30,14 +30,15 @@ def gate_command(
     from ragops.gate import gate
     from ragops.io import atomic_path
 
-    reg = load_params(params_file).get("registry", {})
+    params = load_params(params_file)
+    reg = params.get("registry", {})
     metric, split, mode = reg.get("metric", "ndcg@10"), reg.get("split", "test"), reg.get("mode", "hybrid")
     base_df, head_df = load_per_query(baseline, metric), load_per_query(candidate, metric, "candidate")
     base, head = scores(base_df, split, mode, metric, baseline), scores(head_df, split, mode, metric, candidate)
     decision = gate(head, base, tolerance=float(reg.get("tolerance", 0.01)), alpha=float(reg.get("alpha", 0.05)),
                     method=reg.get("test", "randomization"), n_resamples=int(reg.get("n_resamples", 10000)))
     texts: dict[str, str] = {}
-    queries = Path(load_params(params_file)["paths"]["queries"])
+    queries = Path(params["paths"]["queries"])
     if queries.exists():
         q = pd.read_parquet(queries)
         texts = dict(zip(q["query_id"].astype(str), q["text"], strict=True))

@@ -59,7 +59,8 @@ def copy_project(dest: Path, cache_dir: Path, profile: str = "tiny") -> Path:
 def mirror_root() -> Path:
     root = Path(os.environ.get("RAGOPS_MIRROR", REPO.parent / "shared" / "datasets"))
     if not (root / "SHA256SUMS").exists():
-        pytest.skip(f"SciFact mirror not found at {root} (set RAGOPS_MIRROR)")
+        pytest.fail(f"SciFact mirror not found at {root}: run `make test MIRROR=<datasets folder>` "
+                    "or set RAGOPS_MIRROR", pytrace=False)
     return root
 
 
