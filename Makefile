@@ -11,7 +11,7 @@ export RAGOPS_MIRROR := $(abspath $(MIRROR))
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup data repro test lint bench clean help
+.PHONY: setup data repro test lint browser bench clean help
 
 help:
 	@echo "make repro   set up, fetch SciFact from MIRROR=$(MIRROR), run the DVC pipeline, show metrics"
@@ -38,14 +38,24 @@ lint: setup
 	$(BIN)/ruff check src tests flows bench
 	$(BIN)/actionlint .github/workflows/*.yml
 
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest
+
+# The search-page test drives Debian's chromium through Playwright (Playwright's own browser download is
+# never used). Installed once; a no-op when present. Needs root or sudo (CI runners have both).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@test -x /usr/bin/chromium || $(SUDO) apt-get install -y --no-install-recommends chromium \
+		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
 
 bench: data
 	$(BIN)/python bench/stage_times.py
 	$(BIN)/python bench/flow.py
 	$(BIN)/python bench/dask_embed.py
 	$(BIN)/python bench/registry.py
+	$(BIN)/python bench/onnx_encoder.py
+	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) .cache

@@ -167,8 +167,12 @@ def test_packaged_config_holds_what_shapes_answers() -> None:
                           {"depth": 50}, FusionConfig("rrf", 0.5, "minmax", 60), "hybrid", 10, "abc:256")
     assert cfg["fusion"] == {"method": "rrf", "alpha": 0.5, "norm": "minmax", "rrf_k": 60}
     assert cfg["retrieve"] == {"depth": 50, "dense_chunk_k": 400}
-    assert cfg["embed"] == {"model": "all-MiniLM-L6-v2", "model_id": "abc:256", "device": "cpu", "batch_size": 32}
+    assert cfg["embed"] == {"model": "all-MiniLM-L6-v2", "model_id": "abc:256", "device": "cpu", "batch_size": 32,
+                            "query_backend": "torch"}  # the query encoder the packaged model uses
     assert json.loads(json.dumps(cfg)) == cfg
+    int8 = packaged_config({"model": "m", "query_backend": "onnx-int8"}, {}, FusionConfig("rrf", 0.5, "minmax", 60),
+                           "hybrid", 10, "abc:256")
+    assert int8["embed"]["query_backend"] == "onnx-int8"
 
 
 def test_requirement_mismatches() -> None:

@@ -42,21 +42,29 @@ def fusion_span(lines: list[str]) -> tuple[int, int]:
     return start, end
 
 
+def without_fusion_mark(lines: list[str]) -> list[str]:
+    start, end = fusion_span(lines)
+    return lines[:start] + [line for line in lines[start:end] if MARK not in line] + lines[end:]
+
+
 def comment(line: str) -> str:
     return line[line.index("#") :] if "#" in line else ""
 
 
 def test_only_the_fusion_values_change(params_copy: Path) -> None:
     before = params_copy.read_text(encoding="utf-8")
-    # The real file may already record an earlier choice: that line is replaced, not kept.
-    old_lines = [line for line in before.splitlines(keepends=True) if MARK not in line]
+    # The real file may already record an earlier choice: that line is replaced, not kept. Other blocks
+    # (fusion_ft, rerank: `ragops tune-training`) keep their own records.
+    old_lines = without_fusion_mark(before.splitlines(keepends=True))
     assert "fusion:\n" in old_lines
     best = different(yaml.safe_load(before)["fusion"])
     write_fusion_params(params_copy, best, "ragops tune --metric ndcg@10")
     new_lines = params_copy.read_text(encoding="utf-8").splitlines(keepends=True)
 
-    marks = [i for i, line in enumerate(new_lines) if MARK in line]
+    start, end = fusion_span(new_lines)
+    marks = [i for i in range(start, end) if MARK in new_lines[i]]
     assert len(marks) == 1
+    assert sum(MARK in line for line in new_lines) == sum(MARK in line for line in old_lines) + 1
     assert new_lines[marks[0]] == f"  {MARK} ragops tune --metric ndcg@10\n"
     assert new_lines[marks[0] - 1] == "fusion:\n"  # recorded inside the block, right under its header
     del new_lines[marks[0]]
@@ -88,7 +96,9 @@ def test_running_twice_keeps_one_record(params_copy: Path) -> None:
     second = {"method": "convex", "alpha": 0.6, "norm": "minmax", "rrf_k": 60}
     write_fusion_params(params_copy, second, "second command")
     text = params_copy.read_text(encoding="utf-8")
-    assert text.count(MARK) == 1
+    start, end = fusion_span(text.splitlines(keepends=True))
+    block = "".join(text.splitlines(keepends=True)[start:end])
+    assert block.count(MARK) == 1 and text.count(MARK) == once.count(MARK)  # other blocks keep theirs
     assert f"{MARK} second command\n" in text and "first command" not in text
     assert yaml.safe_load(text)["fusion"] == second
     assert len(text.splitlines()) == len(once.splitlines())

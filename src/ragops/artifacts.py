@@ -23,6 +23,19 @@ def fusion_config(params: dict[str, Any]) -> FusionConfig:
     )
 
 
+def query_backend(embed: dict[str, Any]) -> str:
+    """``embed.query_backend``, where ``same`` (the default) means ``embed.backend``."""
+    backend = str(embed.get("query_backend", "same"))
+    return str(embed.get("backend", "torch")) if backend == "same" else backend
+
+
+def query_batch_size(backend: str, batch_size: int) -> int:
+    """1 for int8: its activations are quantized with one scale per batch, so a query's vector would
+    depend on the queries batched with it and batched evaluation would not rank like one-query search.
+    One at a time, a short query costs ~1.5 ms (docs/benchmarks.md)."""
+    return 1 if backend == "onnx-int8" else batch_size
+
+
 def load_retriever(params: dict[str, Any], need_dense: bool = True, encoder=None) -> Retriever:
     """Indexes from ``params['paths']``; the query encoder is loaded only when dense is needed."""
     paths = params["paths"]
@@ -33,7 +46,10 @@ def load_retriever(params: dict[str, Any], need_dense: bool = True, encoder=None
         from ragops.embedding import Encoder
 
         emb = params["embed"]
-        encoder = Encoder(emb["model"], device=emb.get("device", "cpu"), batch_size=int(emb.get("batch_size", 64)))
+        backend = query_backend(emb)
+        encoder = Encoder(emb["model"], device=emb.get("device", "cpu"), backend=backend,
+                          batch_size=query_batch_size(backend, int(emb.get("batch_size", 64))),
+                          onnx_dir=emb.get("onnx_dir", "~/.cache/ragops/onnx"))
     return assemble_retriever(paths["chunks"], paths["bm25"], paths["faiss"] if need_dense else None, encoder,
                               params.get("retrieve", {}), fusion_config(params))
 

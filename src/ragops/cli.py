@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ragops.cli_ask import ask_command
 from ragops.cli_gate import gate_command
 from ragops.cli_registry import model_hits, models_command, promote_command
 from ragops.errors import RagopsError
@@ -147,6 +148,35 @@ def tune_fusion(
         console.print(f"written to {params_file}")
 
 
+@app.command("tune-training")
+@friendly
+def tune_training(
+    split: Annotated[str, typer.Option(help="split to tune on (never test)")] = "dev",
+    metric: Annotated[str, typer.Option(help="metric to maximize")] = "ndcg@10",
+    budget_tokens: Annotated[int | None, typer.Option(help="rerank n x max_length limit (default: train.tune)")] = None,
+    write: Annotated[bool, typer.Option(help="write the best settings into params.yaml")] = False,
+    params_file: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Tune fusion_ft and rerank (n, max_length, weight) on dev; each trial a nested MLflow run."""
+    from ragops.config import load_params
+    from ragops.training.tune import mlflow_logger, tune_trained, write_block
+
+    params = load_params(params_file)
+    budget_tokens = budget_tokens or int(params["train"].get("tune", {}).get("budget_tokens", 1280))
+    parent, log_run = mlflow_logger(params, f"tune-training {split} {metric}")
+    with parent():
+        res = tune_trained(params, split, metric, budget_tokens, log_run)
+    console.print(f"fusion_ft: {res['fusion_ft']} -> {res['fusion_ft_score']:.4f}")
+    if "rerank" in res:
+        console.print(f"rerank: {res['rerank']} -> {res['rerank_score']:.4f}")
+    if write:
+        cmd = f"ragops tune-training --split {split} --metric {metric} --budget-tokens {budget_tokens} --write"
+        write_block(params_file, "fusion_ft", res["fusion_ft"], cmd)
+        if "rerank" in res:
+            write_block(params_file, "rerank", res["rerank"], cmd)
+        console.print(f"written to {params_file}")
+
+
 def _flows_module(name: str):
     """flows/<name>.py of the project in the working directory (flows/ is not a package)."""
     import importlib.util
@@ -212,7 +242,29 @@ def schedule(
     deploy.serve(Path.cwd(), cfg)
 
 
+@app.command()
+@friendly
+def serve(
+    model: Annotated[str | None, typer.Option(
+        help="local (the built index) | models:/ragops-retriever@champion (watched: a newly promoted version "
+        "is swapped in) | models:/NAME/VERSION. Default: serve.model (auto: the champion if the registry "
+        "has one, else local)")] = None,
+    host: Annotated[str | None, typer.Option(help="address to bind (default serve.host, 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default serve.port, 8000)")] = None,
+    params_file: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Serve the HTTP API (/search, /ask, /health, /metrics, /docs) and the search page at /.
+
+    RAGOPS_API_TOKEN set: every endpoint but /health and the page needs `Authorization: Bearer <token>`.
+    """
+    from ragops.config import load_params
+    from ragops.serving.server import serve as run_server
+
+    run_server(load_params(params_file), params_file.resolve().parent, model, host, port)
+
+
 app.command("gate")(friendly(gate_command))
+app.command("ask")(friendly(ask_command))
 app.command("models")(friendly(models_command))
 app.command("promote")(friendly(promote_command))
 

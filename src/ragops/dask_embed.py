@@ -80,14 +80,17 @@ def connect(spec: DaskSpec, timeout: float = 120.0) -> Iterator[Any]:
 class EncoderPlugin(WorkerPlugin):
     """Loads the model once per worker (``setup``); tasks find it under the plugin's name."""
 
-    def __init__(self, model: str, device: str, batch_size: int) -> None:
+    def __init__(self, model: str, device: str, batch_size: int, backend: str = "torch",
+                 onnx_dir: str = "~/.cache/ragops/onnx") -> None:
         self.model, self.device, self.batch_size = model, device, batch_size
+        self.backend, self.onnx_dir = backend, onnx_dir
         self.encoder: Any = None
 
     def setup(self, worker: Any) -> None:
         from ragops.embedding import Encoder
 
-        self.encoder = Encoder(self.model, device=self.device, batch_size=self.batch_size)
+        self.encoder = Encoder(self.model, device=self.device, batch_size=self.batch_size, backend=self.backend,
+                               onnx_dir=self.onnx_dir)
 
     def teardown(self, worker: Any) -> None:
         self.encoder = None
@@ -125,11 +128,12 @@ class DaskEncoder:
     """``encode(texts)`` and ``map_blocks(blocks)`` on a cluster, with ``model_id`` and ``dim`` like
     :class:`ragops.embedding.Encoder`. Register with a client; ``close()`` frees the workers' models."""
 
-    def __init__(self, client: Any, model: str, device: str = "cpu", batch_size: int = 64) -> None:
+    def __init__(self, client: Any, model: str, device: str = "cpu", batch_size: int = 64, backend: str = "torch",
+                 onnx_dir: str = "~/.cache/ragops/onnx") -> None:
         self.client = client
         self.batch_size = batch_size
         self.name = f"ragops-encoder-{uuid.uuid4().hex[:12]}"  # one per client: clients may share a cluster
-        client.register_plugin(EncoderPlugin(model, device, batch_size), name=self.name)
+        client.register_plugin(EncoderPlugin(model, device, batch_size, backend, onnx_dir), name=self.name)
         ids = client.run(_identity, self.name)
         if len(set(ids.values())) != 1:
             raise ConfigError(f"Dask workers loaded different models for {model!r}: {ids}")
@@ -159,16 +163,17 @@ class DaskEncoder:
 
 
 @contextlib.contextmanager
-def open_encoder(model: str, device: str = "cpu", batch_size: int = 64, dask: str | None = "none") -> Iterator[Any]:
+def open_encoder(model: str, device: str = "cpu", batch_size: int = 64, dask: str | None = "none",
+                 backend: str = "torch", onnx_dir: str = "~/.cache/ragops/onnx") -> Iterator[Any]:
     """The encoder ``embed.dask`` asks for: in this process (``Encoder``) or on a cluster (``DaskEncoder``)."""
     spec = parse_dask(dask)
     if spec is None:
         from ragops.embedding import Encoder
 
-        yield Encoder(model, device=device, batch_size=batch_size)
+        yield Encoder(model, device=device, batch_size=batch_size, backend=backend, onnx_dir=onnx_dir)
         return
     with connect(spec) as client:
-        encoder = DaskEncoder(client, model, device, batch_size)
+        encoder = DaskEncoder(client, model, device, batch_size, backend, onnx_dir)
         try:
             yield encoder
         finally:

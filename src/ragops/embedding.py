@@ -146,22 +146,38 @@ def embed_with_cache(
 
 
 class Encoder:
-    """A SentenceTransformer behind ``encode(texts) -> float32 [n, dim]``, L2-normalized."""
+    """A SentenceTransformer behind ``encode(texts) -> float32 [n, dim]``, L2-normalized.
 
-    def __init__(self, model_name: str, device: str = "cpu", batch_size: int = 64) -> None:
+    ``backend`` (``embed.backend``): ``torch`` runs sentence-transformers; ``onnx`` / ``onnx-int8``
+    run the model exported to ONNX (ragops.onnx_encoder; exported once into ``onnx_dir``). The
+    backend is part of ``model_id`` (the cache key): int8 vectors never mix with fp32 ones.
+    """
+
+    def __init__(self, model_name: str, device: str = "cpu", batch_size: int = 64, backend: str = "torch",
+                 onnx_dir: str | Path = "~/.cache/ragops/onnx") -> None:
         from ragops.models import load_sentence_transformer, model_fingerprint, resolve_model
+        from ragops.onnx_encoder import OnnxModel, check_backend, ensure_export
 
         self.model_name = model_name
+        self.backend = check_backend(backend)
         self.path = resolve_model(model_name)
-        self.model = load_sentence_transformer(model_name, device=device)
         self.batch_size = batch_size
-        self.dim = int(self.model.get_embedding_dimension())
-        self.model_id = f"{model_fingerprint(self.path)}:{self.model.max_seq_length}"
+        fingerprint = model_fingerprint(self.path)
+        if backend == "torch":
+            self.model = load_sentence_transformer(model_name, device=device)
+            self.dim = int(self.model.get_embedding_dimension())
+            self.model_id = f"{fingerprint}:{self.model.max_seq_length}"
+        else:
+            self.model = OnnxModel(ensure_export(self.path, fingerprint, Path(onnx_dir).expanduser()), backend)
+            self.dim = self.model.dim
+            self.model_id = f"{fingerprint}:{self.model.max_seq_length}:{backend}"
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         return self.encode(texts)
 
     def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        if self.backend != "torch":
+            return self.model.encode(list(texts), batch_size=self.batch_size)
         return self.model.encode(
             texts,
             batch_size=self.batch_size,

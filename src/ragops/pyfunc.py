@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from ragops.artifacts import assemble_retriever
+from ragops.artifacts import assemble_retriever, query_backend, query_batch_size
 from ragops.errors import ConfigError
 from ragops.records import Hits
 from ragops.retrieval import FusionConfig, Retriever
@@ -57,7 +58,7 @@ def packaged_config(embed: Mapping[str, Any], retrieve: Mapping[str, Any], fusio
         "mode": mode,
         "k": int(k),
         "embed": {"model": str(embed.get("model")), "model_id": model_id, "device": str(embed.get("device", "cpu")),
-                  "batch_size": int(embed.get("batch_size", 64))},
+                  "batch_size": int(embed.get("batch_size", 64)), "query_backend": query_backend(embed)},
         "retrieve": {"depth": int(retrieve.get("depth", 100)),
                      "dense_chunk_k": int(retrieve.get("dense_chunk_k", 400))},
         "fusion": asdict(fusion),
@@ -113,7 +114,11 @@ class RetrieverModel(mlflow.pyfunc.PythonModel):
             indexes = pool.submit(assemble_retriever, art["chunks"], art["bm25"], art["faiss"], None,
                                   self.config["retrieve"], FusionConfig(**self.config["fusion"]))
             docs = pool.submit(pd.read_parquet, art["docs"], columns=["doc_id", "title", "text"])
-            encoder = Encoder(art["embedder"], device=emb["device"], batch_size=int(emb["batch_size"]))
+            # An ONNX query backend is exported from the packaged embedder on first load (offline, ~10 s).
+            backend = emb.get("query_backend", "torch")
+            encoder = Encoder(art["embedder"], device=emb["device"], backend=backend,
+                              batch_size=query_batch_size(backend, int(emb["batch_size"])),
+                              onnx_dir=os.environ.get("RAGOPS_ONNX_DIR", "~/.cache/ragops/onnx"))
             self.retriever = indexes.result()
             self.docs = docs.result().set_index("doc_id")
         self.retriever.encode = encoder

@@ -30,12 +30,16 @@ import psutil
 import pytest
 import yaml
 
-from .conftest import copy_project, run
+from .conftest import REPO, copy_project, run
 
 pytestmark = pytest.mark.integration
 FLOW, DEPLOYMENT = "ragops-pipeline", "nightly"
 CRON = "0 0 29 2 *"  # never fires while the tests run (Feb 29, midnight): every run here is triggered
-STAGES = ["prepare", "chunk", "embed", "index_dense", "index_bm25", "evaluate"]
+# Every stage of dvc.yaml but the registry step (asserted separately): the flow must follow the DAG as it grows.
+STAGES = [s for s in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"] if s != "register"]
+# Orders the DAG imposes (the flow may interleave independent stages differently from dvc.yaml).
+CHAINS = [("prepare", "chunk", "embed", "index_dense", "evaluate"), ("index_bm25", "evaluate"),
+          ("train_embedder", "embed_ft", "index_dense_ft", "evaluate"), ("grounding", "rag", "evaluate")]
 
 
 class Service:
@@ -197,7 +201,10 @@ def test_served_deployment_builds_everything_and_pushes(prefect: Prefect, servin
     flow_run = prefect.trigger(serving)
     assert flow_run.state.is_completed(), serving.tail()
     records = prefect.records(flow_run.id)
-    assert list(records)[: len(STAGES)] == STAGES  # dvc.yaml's order; later stages (register) may follow
+    order = list(records)
+    assert set(STAGES) <= set(order), order
+    for chain in CHAINS:  # each stage after what it reads
+        assert [order.index(s) for s in chain] == sorted(order.index(s) for s in chain), (chain, order)
     assert all(records[s]["outcome"] == "ran" and records[s]["seconds"] > 0 for s in STAGES), records
     assert records["evaluate"]["metrics"]["test.hybrid.ndcg@10"] > 0.5
     if "register" in records:  # the registry stage: register -> gate -> promote, summed up in its record
@@ -237,7 +244,12 @@ def test_raw_data_change_rebuilds_only_what_depends_on_it(prefect: Prefect, serv
     flow_run = prefect.trigger(serving)
     assert flow_run.state.is_completed(), serving.tail()
     records = prefect.records(flow_run.id)
-    assert all(records[s]["outcome"] == "ran" for s in STAGES), records  # every stage reads the documents
+    # every stage reads the documents; the fine-tuned index may find its input vectors unchanged (on the tiny
+    # profile the dev-chosen epoch can be 0, the base weights) and then DVC rightly skips it
+    ran = {s for s in STAGES if records[s]["outcome"] == "ran"}
+    assert set(STAGES) - ran <= {"index_dense_ft"}, records
+    if "index_dense_ft" not in ran:
+        assert records["index_dense_ft"]["message"] in ("inputs unchanged", "restored from the DVC run cache"), records
     stats = json.loads((project / "models/index/embed_stats.json").read_text())
     chunks = pd.read_parquet(project / "data/processed/chunks.parquet")
     changed = set(chunks["text"]) - before

@@ -26,7 +26,8 @@ def main(params: dict[str, Any]) -> None:
     chunks = pd.read_parquet(paths["chunks"], columns=["text", "n_tokens"])
     dask = str(cfg.get("dask", "none"))
     with (
-        open_encoder(cfg["model"], cfg.get("device", "cpu"), int(cfg["batch_size"]), dask) as encoder,
+        open_encoder(cfg["model"], cfg.get("device", "cpu"), int(cfg["batch_size"]), dask,
+                     str(cfg.get("backend", "torch")), str(cfg.get("onnx_dir", "~/.cache/ragops/onnx"))) as encoder,
         tqdm(total=len(chunks), desc="embed", unit="chunk") as bar,
     ):
         cache = EmbeddingCache(cfg["cache_dir"], encoder.model_id)
@@ -45,7 +46,8 @@ def main(params: dict[str, Any]) -> None:
     write_json(
         paths["embed_stats"],
         {**asdict(stats), "model": cfg["model"], "model_id": encoder.model_id, "dim": encoder.dim,
-         "tokens_per_second": round(tps, 1), "dask": dask},
+         "tokens_per_second": round(tps, 1), "dask": dask,
+         "backend": str(cfg.get("backend", "torch"))},
     )
     log.info("%d chunks: %d from cache, %d encoded in %.1fs", stats.total, stats.cached, stats.encoded, stats.seconds)
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import pandas as pd
 
-from ragops.artifacts import load_retriever
+from ragops.answer.rag_eval import answer_metrics
 from ragops.evaluation import DEFAULT_METRICS, evaluate_mode, qrels_for_split, summarize
 from ragops.io import write_csv, write_json
+from ragops.modes import load_router
 from ragops.timing import run_stage
 
 log = logging.getLogger("ragops.evaluate")
@@ -19,7 +20,7 @@ log = logging.getLogger("ragops.evaluate")
 def main(params: dict[str, Any]) -> None:
     paths, cfg = params["paths"], params["evaluate"]
     modes = list(cfg["modes"])
-    retriever = load_retriever(params, need_dense=any(m != "bm25" for m in modes))
+    retriever = load_router(params, modes)  # base, fine-tuned and reranking modes (ragops.modes)
     queries = pd.read_parquet(paths["queries"])
     text_of = dict(zip(queries["query_id"], queries["text"], strict=True))
     qrels = pd.read_parquet(paths["qrels"])
@@ -42,6 +43,7 @@ def main(params: dict[str, Any]) -> None:
     if not metrics:
         raise SystemExit("evaluate: no split with judgments among " + ", ".join(cfg["splits"]))
     per_query = pd.DataFrame(rows)
+    metrics.update(answer_metrics(paths.get("grounding_report"), paths.get("rag_report")))  # issue 6
     write_json(paths["metrics"], metrics)
     write_csv(paths["per_query"], per_query)
     write_plots(per_query, Path(paths["plots"]))

@@ -1,0 +1,200 @@
+"""Question -> retrieval -> context in a token budget -> answer with citations -> claims scored.
+
+``build_answerer`` loads every model once; ``Answerer.ask`` is thread-safe (the CPU-bound parts,
+retrieval and scoring, take one lock: on a few cores, parallel torch calls only fight for them)
+and ``aask`` overlaps the network wait of the anthropic generator between questions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ragops.answer.context import ContextDoc, pack_context
+from ragops.answer.generators import (
+    GENERATORS,
+    KEY_ENV,
+    AnthropicConfig,
+    AnthropicGenerator,
+    ExtractiveConfig,
+    extractive_answer,
+    valid_citations,
+)
+from ragops.answer.records import Answer, Claim
+from ragops.answer.scorers import Scorer, load_scorer
+from ragops.answer.text import parse_citations, split_claims, split_sentences
+from ragops.errors import ConfigError, unknown_name
+
+log = logging.getLogger("ragops.answer")
+
+
+@dataclass(frozen=True)
+class AnswerConfig:
+    k: int = 5  # documents retrieved for the context
+    mode: str = "hybrid"
+    context_tokens: int = 1500  # the context budget, in embedding-tokenizer tokens
+    generator: str = "auto"  # auto (anthropic when ANTHROPIC_API_KEY is set, else extractive) | extractive | anthropic
+    scorer: str = "trained"
+
+    @staticmethod
+    def from_params(p: dict[str, Any]) -> AnswerConfig:
+        a = p.get("answer", {})
+        return AnswerConfig(
+            int(a.get("k", 5)),
+            str(a.get("mode", "hybrid")),
+            int(a.get("context_tokens", 1500)),
+            str(a.get("generator", "auto")),
+            str(a.get("scorer", "trained")),
+        )
+
+
+def resolve_generator(name: str) -> str:
+    import os
+
+    if name == "auto":
+        return "anthropic" if os.environ.get(KEY_ENV, "").strip() else "extractive"
+    if name not in GENERATORS:
+        raise unknown_name("generator", name, ("auto",) + GENERATORS)
+    return name
+
+
+class Answerer:
+    def __init__(
+        self,
+        retriever,
+        docs: pd.DataFrame,
+        encode,
+        count,
+        scorer: Scorer,
+        generator: str,
+        cfg: AnswerConfig,
+        extractive: ExtractiveConfig,
+        anthropic: AnthropicGenerator | None,
+    ) -> None:
+        self.retriever, self.encode, self.count, self.scorer = retriever, encode, count, scorer
+        self.generator, self.cfg, self.extractive, self.anthropic = generator, cfg, extractive, anthropic
+        self.docs = docs
+        self._lock = threading.RLock()
+
+    def _context(self, question: str, k: int | None) -> list[ContextDoc]:
+        if not question.strip():
+            raise ConfigError("the question is empty")
+        with self._lock:
+            hits = self.retriever.search(question, self.cfg.mode, k or self.cfg.k)
+            rows = [
+                (d, str(self.docs.at[d, "title"]), str(self.docs.at[d, "text"]), float(s))
+                for d, s in zip(hits.ids, hits.scores.tolist(), strict=True)
+                if d in self.docs.index
+            ]
+            return pack_context(rows, self.cfg.context_tokens, self.count)
+
+    def _generate(self, question: str, ctx: list[ContextDoc]) -> str:
+        if not ctx:
+            return ""
+        if self.generator == "extractive":
+            with self._lock:
+                return extractive_answer(question, ctx, self.encode, self.extractive)
+        return self.anthropic.generate(question, ctx)
+
+    def _finish(self, question: str, text: str, ctx: list[ContextDoc]) -> Answer:
+        """Claims with their valid citations, scored against the cited documents (all of the context when
+        a claim cites none of them)."""
+        by_id = {d.doc_id: d for d in ctx}
+        sentences = {d.doc_id: split_sentences(d.text) for d in ctx}
+        citations, dropped = valid_citations(parse_citations(text), ctx)
+        if dropped:
+            log.warning("dropped citations of documents not in the context: %s", ", ".join(dropped))
+        parts = [(claim, [c for c in cited if c in by_id]) for claim, cited in split_claims(text)]
+        docs_per_claim = [[sentences[c] for c in (cited or list(by_id))] for _, cited in parts]
+        with self._lock:
+            scores = self.scorer.score([c for c, _ in parts], docs_per_claim).tolist()
+        claims = [
+            Claim(c, round(float(s), 4), bool(s >= self.scorer.threshold), cited)
+            for (c, cited), s in zip(parts, scores, strict=True)
+        ]
+        rate = sum(c.supported for c in claims) / len(claims) if claims else 1.0
+        hits = [{"doc_id": d.doc_id, "title": d.title, "score": round(d.score, 6), "text": d.text} for d in ctx]
+        return Answer(question, text, self.generator, self.scorer.name, citations, claims, hits, rate, dropped)
+
+    def ask(self, question: str, k: int | None = None) -> Answer:
+        ctx = self._context(question, k)
+        return self._finish(question, self._generate(question, ctx), ctx)
+
+    async def aask(self, question: str, k: int | None = None) -> Answer:
+        ctx = await asyncio.to_thread(self._context, question, k)
+        if self.generator == "anthropic" and ctx:
+            text = await self.anthropic.agenerate(question, ctx)
+        else:
+            text = await asyncio.to_thread(self._generate, question, ctx)
+        return await asyncio.to_thread(self._finish, question, text, ctx)
+
+
+def _token_counter(encode, model_name: str):
+    tokenizer = getattr(getattr(encode, "model", None), "tokenizer", None)
+    if tokenizer is None:
+        from ragops.models import load_tokenizer
+
+        tokenizer = load_tokenizer(model_name)
+
+    def count(texts: list[str]) -> list[int]:
+        # verbose=False: counting a long document is not an error (nothing is fed to the model)
+        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]]
+
+    return count
+
+
+def build_answerer(
+    retriever,
+    docs: pd.DataFrame,
+    params: dict[str, Any],
+    generator: str | None = None,
+    scorer: str | None = None,
+    mode: str | None = None,
+) -> Answerer:
+    """An Answerer over a loaded retriever and the docs frame (doc_id, title, text); params is the full
+    params dict (sections ``answer``, ``grounding``, ``paths``); the arguments override params."""
+    from ragops.retrieval import MODES
+
+    cfg = AnswerConfig.from_params(params)
+    cfg = AnswerConfig(cfg.k, mode or cfg.mode, cfg.context_tokens, generator or cfg.generator, scorer or cfg.scorer)
+    if cfg.mode not in MODES:
+        raise unknown_name("mode", cfg.mode, MODES)
+    gen = resolve_generator(cfg.generator)
+    a = params.get("answer", {})
+    encode = retriever.encode
+    model_name = params.get("embed", {}).get("model", "all-MiniLM-L6-v2")
+    if encode is None:
+        from ragops.embedding import Encoder
+
+        encode = Encoder(model_name, device=params.get("embed", {}).get("device", "cpu"))
+    if "doc_id" in docs.columns:
+        docs = docs.set_index("doc_id")
+    g = params.get("grounding", {})
+    model_dir = params.get("paths", {}).get("grounding_model")
+    folder, defaults = Path(model_dir) if model_dir else None, {"embedding": float(g.get("embedding_threshold", 0.6))}
+    try:
+        scorer_obj = load_scorer(cfg.scorer, folder, encode, defaults)
+    except ConfigError:
+        if scorer is not None or cfg.scorer != "trained":
+            raise
+        # the default scorer is not built (no labelled claims, or no grounding stage yet): say so, carry on
+        log.warning("the trained grounding scorer is not built (%s); using the embedding scorer", folder)
+        scorer_obj = load_scorer("embedding", folder, encode, defaults)
+    anthropic = AnthropicGenerator(AnthropicConfig(**a.get("anthropic", {}))) if gen == "anthropic" else None
+    return Answerer(
+        retriever,
+        docs,
+        encode,
+        _token_counter(encode, model_name),
+        scorer_obj,
+        gen,
+        cfg,
+        ExtractiveConfig(**a.get("extractive", {})),
+        anthropic,
+    )

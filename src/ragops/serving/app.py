@@ -1,0 +1,218 @@
+"""The FastAPI app: POST /search, POST /ask, GET /health, GET /metrics, the OpenAPI docs and the page at /.
+
+Searches are CPU-bound (query encoding, FAISS, BM25), so they run on worker threads (ragops.serving.runner:
+a bounded pool, or dynamic batching) and the event loop only parses, validates and answers. There is no
+global lock: the indexes are read-only and the encoder is safe to call from several threads.
+"""
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ragops.errors import RagopsError
+from ragops.serving.config import ServeConfig
+from ragops.serving.metrics import Metrics
+from ragops.serving.model import ModelHolder, Served
+from ragops.serving.runner import make_runner
+from ragops.serving.schemas import AskResponse, ErrorBody, Health, SearchResponse, request_models
+
+log = logging.getLogger("ragops.serve")
+STATIC = Path(__file__).with_name("static")
+ENDPOINTS = ("/search", "/ask", "/health", "/metrics", "/", "/docs", "/openapi.json", "/docs/oauth2-redirect")
+# Reachable without the token: the health probe, and the page's static shell (it holds no data; it asks for
+# the token and sends it with every API call).
+PUBLIC = ("/health", "/", "/favicon.ico")
+ERRORS = {
+    401: {"model": ErrorBody, "description": "missing or wrong bearer token (when RAGOPS_API_TOKEN is set)"},
+    422: {"model": ErrorBody, "description": "invalid request, with a readable `detail`"},
+    500: {"model": ErrorBody, "description": "unexpected error: a generic message and the request id"},
+    503: {"model": ErrorBody, "description": "no model loaded yet, or answers unavailable"},
+}
+
+
+def _json(status: int, body: dict, headers: dict | None = None) -> Response:
+    return Response(json.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+class Guard:
+    """Pure ASGI middleware: request id, bearer auth, metrics, and a JSON 500 instead of any traceback."""
+
+    def __init__(self, app, metrics: Metrics, token: str | None) -> None:
+        self.app, self.metrics = app, metrics
+        self.digest = hashlib.sha256(f"Bearer {token}".encode()).digest() if token else None
+
+    def _authorized(self, scope) -> bool:
+        got = next((v for k, v in scope.get("headers", []) if k == b"authorization"), b"")
+        # Equal-length digests, compared in constant time: neither the token nor its length leaks by timing.
+        return hmac.compare_digest(hashlib.sha256(got).digest(), self.digest)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        rid = uuid.uuid4().hex[:16]
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        path = scope["path"]
+        status, started = 500, False
+
+        async def send_with_id(message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started, status = True, message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            if self.digest and not (path in PUBLIC or path.startswith("/static/")) and not self._authorized(scope):
+                await _json(
+                    401,
+                    {"detail": "missing or invalid bearer token (Authorization: Bearer <token>)", "request_id": rid},
+                    {"WWW-Authenticate": "Bearer"},
+                )(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("request %s %s failed", rid, path)  # the traceback goes to the server log only
+            if not started:
+                await _json(500, {"detail": "internal server error", "request_id": rid})(scope, receive, send_with_id)
+            status = 500
+        finally:
+            endpoint = path if path in ENDPOINTS else ("/static" if path.startswith("/static/") else "other")
+            self.metrics.observe(endpoint, state.get("mode", "none"), status, time.perf_counter() - t0)
+
+
+def _readable(exc: RequestValidationError) -> tuple[str, list[dict]]:
+    problems = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if err.get("type") == "json_invalid":
+            loc, msg = [], "the request body is not valid JSON"
+        elif err.get("type") == "missing" and not loc:
+            msg = "a JSON body is required"
+        problems.append({"field": ".".join(loc) or "body", "message": msg})
+    return "; ".join(f"{p['field']}: {p['message']}" for p in problems), problems
+
+
+def create_app(
+    holder: ModelHolder, cfg: ServeConfig, token: str | None = None, metrics: Metrics | None = None
+) -> FastAPI:
+    """The app over ``holder`` (started here when nothing is loaded yet; stopped with the app)."""
+    metrics = metrics or Metrics()
+    SearchRequest, AskRequest = request_models(cfg)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.runner = make_runner(cfg.workers, cfg.batch_max, cfg.snippet_chars, cfg.encoder_threads)
+        if holder.current is None:
+            await asyncio.to_thread(holder.start)
+        try:
+            yield
+        finally:
+            holder.stop()
+            app.state.runner.close()
+
+    app = FastAPI(
+        title="ragops",
+        version="1",
+        lifespan=lifespan,
+        responses=ERRORS,
+        description="Hybrid search over the registry's champion (or the local build), and grounded "
+        "answers with citations. With RAGOPS_API_TOKEN set, every endpoint but /health and the page "
+        "needs `Authorization: Bearer <token>`.",
+    )
+    app.state.metrics, app.state.holder, app.state.cfg = metrics, holder, cfg
+    app.add_middleware(Guard, metrics=metrics, token=token)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        detail, problems = _readable(exc)
+        return _json(422, {"detail": detail, "errors": problems, "request_id": request.state.request_id})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _json(exc.status_code, {"detail": exc.detail, "request_id": request.state.request_id}, exc.headers)
+
+    def current(request: Request, mode: str | None = None) -> Served:
+        served = holder.current
+        request.state.mode = mode or (served.default_mode if served else "none")
+        if served is None:
+            raise HTTPException(503, "no model loaded yet")
+        return served
+
+    def model_ref(served: Served) -> dict:
+        return {"name": served.name, "version": served.version, "alias": served.alias}
+
+    @app.post("/search", response_model=SearchResponse, summary="Ranked documents for a query")
+    async def search(body: SearchRequest, request: Request) -> Response:  # type: ignore[valid-type]
+        served = current(request, body.mode)  # this request keeps this version, whatever the watcher does
+        results, took = await request.app.state.runner.search(served, body.query, body.mode, body.top_k)
+        return _json(
+            200,
+            {
+                "query": body.query,
+                "mode": body.mode,
+                "top_k": body.top_k,
+                "results": results,
+                "model": model_ref(served),
+                "took_ms": round(took, 3),
+            },
+        )
+
+    @app.post("/ask", response_model=AskResponse, summary="A grounded answer with citations")
+    async def ask(body: AskRequest, request: Request) -> Response:  # type: ignore[valid-type]
+        served = current(request)
+        if served.answerer is None:
+            raise HTTPException(503, f"answers are not available: {served.answer_error}")
+        t0 = time.perf_counter()
+        try:
+            answer = await served.answerer.aask(body.question, body.top_k)
+        except RagopsError as exc:  # a configuration the operator can fix (e.g. the generator's key)
+            raise HTTPException(503, f"cannot answer: {str(exc).splitlines()[0]}") from None
+        took = (time.perf_counter() - t0) * 1000.0
+        return _json(200, {**answer.to_dict(), "model": model_ref(served), "took_ms": round(took, 3)})
+
+    @app.get("/health", response_model=Health, summary="Liveness, readiness and the served model (no auth)")
+    async def health() -> Response:
+        served = holder.current
+        watching = None
+        if served is not None and served.alias and holder.poll_s > 0:
+            watching = {
+                "alias": served.alias,
+                "poll_s": holder.poll_s,
+                "swaps": holder.swaps,
+                "last_error": holder.last_error,
+            }
+        body = {
+            "status": "ok" if served else "loading",
+            "ready": served is not None,
+            "model": served.describe() if served else None,
+            "watching": watching,
+            "auth": token is not None,
+        }
+        return _json(200 if served else 503, body)
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        data, content_type = metrics.render()
+        return Response(data, media_type=content_type)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> Response:
+        return FileResponse(STATIC / "index.html")
+
+    return app

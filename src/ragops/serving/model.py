@@ -1,0 +1,398 @@
+"""What the server serves: one loaded model version (:class:`Served`), where it comes from
+(:class:`ModelSource`), and the :class:`ModelHolder` whose watcher swaps in a newly promoted version.
+
+Hot swap: the watcher thread polls the alias; on a new version it loads it completely (indexes,
+encoder, answerer) on its own thread, then replaces ``holder.current`` in one assignment. A request
+reads ``holder.current`` once and keeps that object to the end, so in-flight requests finish on the
+old version and none fails; the old version is freed when its last request lets go of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ragops.errors import ConfigError, RagopsError
+from ragops.retrieval import Retriever
+from ragops.serving.cache import QueryCache
+
+log = logging.getLogger("ragops.serve")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """``local`` (the built index named by params), or a packaged model URI; ``alias`` set = watched."""
+
+    uri: str
+    name: str | None = None  # registered model name (models:/ URIs)
+    alias: str | None = None  # models:/NAME@ALIAS: the watcher follows it
+    version: str | None = None  # models:/NAME/VERSION: pinned
+
+    @property
+    def local(self) -> bool:
+        return self.uri == "local"
+
+    @staticmethod
+    def parse(uri: str) -> ModelSource:
+        if uri == "local":
+            return ModelSource("local")
+        if uri.startswith("models:/"):
+            rest = uri[len("models:/") :].strip("/")
+            if "@" in rest:
+                name, alias = rest.split("@", 1)
+                if name and alias:
+                    return ModelSource(uri, name, alias=alias)
+            elif "/" in rest:
+                name, version = rest.rsplit("/", 1)
+                if name and version.isdigit():
+                    return ModelSource(uri, name, version=version)
+            raise ConfigError(f"cannot read model URI {uri!r}: use models:/NAME@ALIAS or models:/NAME/VERSION")
+        return ModelSource(uri)  # runs:/..., a folder: loaded once, not watched
+
+
+@dataclass
+class Served:
+    """One loaded model version: everything a request needs, never changed after loading."""
+
+    retriever: Retriever
+    docs: pd.DataFrame  # indexed by doc_id: title, text
+    name: str
+    version: str  # "local" for the built index
+    alias: str | None
+    uri: str
+    cache: QueryCache
+    default_mode: str = "hybrid"
+    answerer: Any = None  # ragops.answer.Answerer, or None (answer_error says why)
+    answer_error: str | None = None
+    loaded_at: float = field(default_factory=time.time)
+    load_s: float = 0.0
+
+    def search(self, query: str, mode: str, k: int, snippet_chars: int) -> tuple[list[dict], float]:
+        """(results, milliseconds): ranked ``doc_id, title, snippet, score``."""
+        t0 = time.perf_counter()
+        results = self._results(self.retriever.search(query, mode, k), snippet_chars)
+        return results, (time.perf_counter() - t0) * 1000.0
+
+    def search_many(self, queries: list[str], mode: str, k: int, snippet_chars: int) -> list[list[dict]]:
+        """Results per query from one ``search_batch`` (one encoder pass for all of them)."""
+        return [self._results(hits, snippet_chars) for hits in self.retriever.search_batch(queries, mode, k)]
+
+    def _results(self, hits, snippet_chars: int) -> list[dict]:
+        return [
+            {
+                "doc_id": doc,
+                "title": str(self.docs.at[doc, "title"]),
+                "snippet": snippet(str(self.docs.at[doc, "text"]), snippet_chars),
+                "score": float(score),
+            }
+            for doc, score in zip(hits.ids, hits.scores.tolist(), strict=True)
+        ]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "alias": self.alias,
+            "uri": self.uri,
+            "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at)),
+            "load_s": round(self.load_s, 3),
+            "answers": self.answerer is not None,
+            "answers_error": self.answer_error,
+        }
+
+
+def quiet_onnx(encode, threads: int) -> None:
+    """An ONNX query encoder gets ``threads`` intra-op threads that do not spin. ONNX Runtime's pool spins
+    between runs by default: harmless in a loop, but in the server it takes the cores from the other search
+    thread and the HTTP loop (the torch backend is capped per search thread: ragops.serving.runner)."""
+    session = getattr(getattr(encode, "model", None), "session", None)
+    path = getattr(session, "_model_path", None)
+    if threads <= 0 or path is None:
+        return
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    encode.model.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
+def snippet(text: str, limit: int) -> str:
+    """The first ``limit`` characters, cut at a word boundary, with an ellipsis when cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:.") + "…"
+
+
+def finish(
+    retriever: Retriever,
+    docs: pd.DataFrame,
+    *,
+    params: dict[str, Any],
+    name: str,
+    version: str,
+    alias: str | None,
+    uri: str,
+    cache_size: int,
+    on_lookup,
+    default_mode: str,
+    t0: float,
+    encoder_threads: int = 0,
+) -> Served:
+    """Wrap the encoder in the query cache and build the answerer: a version is ready only when both are."""
+    quiet_onnx(retriever.encode, encoder_threads)
+    # One query first, off the request path: torch's first call is ~0.6 s, and a version that cannot
+    # answer is never swapped in.
+    retriever.search("warm up the model", "hybrid" if retriever.encode is not None else "bm25", 1)
+    cache = QueryCache(retriever.encode, cache_size, on_lookup) if retriever.encode is not None else None
+    if cache is not None:
+        retriever.encode = cache
+    answerer, error = None, None
+    try:
+        from ragops.answer import build_answerer
+
+        answerer = build_answerer(retriever, docs.reset_index(), params)
+    except Exception as exc:  # noqa: BLE001 - /search still works; /ask says why it cannot (503)
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        log.warning("answers unavailable for %s v%s: %s", name, version, error)
+    return Served(
+        retriever,
+        docs,
+        name,
+        version,
+        alias,
+        uri,
+        cache,
+        default_mode,
+        answerer,
+        error,
+        load_s=time.perf_counter() - t0,
+    )
+
+
+def load_local(
+    params: dict[str, Any], cache_size: int, on_lookup=None, default_mode: str = "hybrid", encoder_threads: int = 0
+) -> Served:
+    from ragops.artifacts import load_retriever
+
+    t0 = time.perf_counter()
+    retriever = load_retriever(params)
+    docs = pd.read_parquet(params["paths"]["docs"], columns=["doc_id", "title", "text"]).set_index("doc_id")
+    return finish(
+        retriever,
+        docs,
+        params=params,
+        name="local",
+        version="local",
+        alias=None,
+        uri="local",
+        cache_size=cache_size,
+        on_lookup=on_lookup,
+        default_mode=default_mode,
+        t0=t0,
+        encoder_threads=encoder_threads,
+    )
+
+
+def load_packaged(
+    uri: str,
+    dst: Path,
+    params: dict[str, Any],
+    cache_size: int,
+    on_lookup=None,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    alias: str | None = None,
+    encoder_threads: int = 0,
+) -> Served:
+    """A packaged retriever (``models:/NAME/VERSION``, ``runs:/...`` or a folder), downloaded into ``dst``."""
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+
+    t0 = time.perf_counter()
+    dst.mkdir(parents=True, exist_ok=True)
+    try:  # suppress_warnings: skip MLflow's scan of every installed package (the model checks its own pins)
+        model = mlflow.pyfunc.load_model(uri, dst_path=str(dst), suppress_warnings=True).unwrap_python_model()
+    except (MlflowException, OSError) as exc:
+        raise RagopsError(f"cannot load {uri}: {str(exc).splitlines()[0]}") from None
+    return finish(
+        model.retriever,
+        model.docs,
+        params=params,
+        name=name or uri,
+        version=version or "",
+        alias=alias,
+        uri=uri,
+        cache_size=cache_size,
+        on_lookup=on_lookup,
+        default_mode=str(model.config.get("mode", "hybrid")),
+        t0=t0,
+        encoder_threads=encoder_threads,
+    )
+
+
+class ModelHolder:
+    """The served version, and the watcher thread that swaps in a new one.
+
+    ``load(version)`` returns a fully loaded :class:`Served`; ``poll()`` returns the version the alias
+    points at now (None: no watching). Errors while polling or loading keep the current version.
+    """
+
+    def __init__(
+        self,
+        load: Callable[[str | None], Served],
+        poll: Callable[[], str | None] | None = None,
+        poll_s: float = 10.0,
+        on_swap: Callable[[Served], None] | None = None,
+        on_error: Callable[[], None] | None = None,
+    ) -> None:
+        self._load, self._poll, self.poll_s = load, poll, poll_s
+        self.on_swap, self.on_error = on_swap, on_error
+        self.current: Served | None = None
+        self.swaps = 0
+        self.last_error: str | None = None
+        self.last_poll: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Served:
+        """Load the first version (here, before the server accepts requests) and start watching."""
+        version = self._poll() if self._poll is not None else None
+        self._swap(self._load(version))
+        if self._poll is not None and self.poll_s > 0:
+            self._thread = threading.Thread(target=self._watch, name="ragops-alias-watcher", daemon=True)
+            self._thread.start()
+        return self.current
+
+    def _swap(self, served: Served) -> None:
+        self.current = served  # one reference assignment: atomic; requests holding the old one keep it
+        if self.on_swap is not None:
+            self.on_swap(served)
+
+    def check(self) -> bool:
+        """Poll once; load and swap in a new version. True when it swapped."""
+        version = self._poll()
+        self.last_poll = time.time()
+        if version is None or self.current is None or version == self.current.version:
+            return False
+        log.info("alias %s moved: loading version %s", self.current.alias, version)
+        served = self._load(version)
+        old = self.current.version
+        self.swaps += 1
+        self._swap(served)
+        log.info("now serving version %s (was %s), loaded in %.1f s", served.version, old, served.load_s)
+        return True
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                self.check()
+                self.last_error = None
+            except Exception as exc:  # noqa: BLE001 - a failed poll or load must not stop the watcher
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "alias watcher: %s (still serving version %s)",
+                    self.last_error,
+                    self.current.version if self.current else None,
+                )
+                if self.on_error is not None:
+                    self.on_error()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+
+def registry_holder(
+    source: ModelSource,
+    params: dict[str, Any],
+    params_dir: Path,
+    cache_size: int,
+    poll_s: float,
+    on_lookup=None,
+    on_swap=None,
+    on_error=None,
+    encoder_threads: int = 0,
+) -> tuple[ModelHolder, Path]:
+    """A holder over a registry model (``models:/NAME@ALIAS`` watched, ``models:/NAME/V`` pinned) or another
+    packaged URI. Versions download into a temporary folder (returned; delete it at shutdown); a version's
+    folder is deleted two swaps later (Linux keeps open and mapped files of a deleted folder readable)."""
+    from ragops.registry import get_version
+
+    client = None
+    if source.name is not None:
+        client = registry_client(params, params_dir)
+    root = Path(tempfile.mkdtemp(prefix="ragops-serve-"))
+    kept: list[Path] = []
+
+    def poll() -> str | None:
+        if source.alias is None:
+            return source.version
+        try:
+            return str(client.get_model_version_by_alias(source.name, source.alias).version)
+        except Exception as exc:  # noqa: BLE001 - MLflow raises its own exception for a missing alias
+            raise RagopsError(f"{source.uri}: {str(exc).splitlines()[0]}") from None
+
+    def load(version: str | None) -> Served:
+        if source.name is None:
+            return load_packaged(
+                source.uri, root / "model", params, cache_size, on_lookup, encoder_threads=encoder_threads
+            )
+        get_version(client, source.name, version)  # a readable error for a missing version
+        dst = root / f"v{version}-{time.time_ns()}"
+        served = load_packaged(
+            f"models:/{source.name}/{version}",
+            dst,
+            params,
+            cache_size,
+            on_lookup,
+            name=source.name,
+            version=version,
+            alias=source.alias,
+            encoder_threads=encoder_threads,
+        )
+        kept.append(dst)
+        while len(kept) > 2:
+            shutil.rmtree(kept.pop(0), ignore_errors=True)
+        return served
+
+    holder = ModelHolder(
+        load, poll if source.name is not None else None, poll_s if source.alias else 0.0, on_swap, on_error
+    )
+    return holder, root
+
+
+def registry_client(params: dict[str, Any], params_dir: Path):
+    from ragops.tracking import RegistryConfig, connect, resolve_store
+
+    return connect(resolve_store(RegistryConfig.from_params(params.get("registry")), params_dir))
+
+
+def champion_uri(params: dict[str, Any], params_dir: Path) -> str | None:
+    """``models:/NAME@champion`` when the project's registry has a champion, else None (without creating
+    a store: an absent SQLite file means no registry)."""
+    from ragops.registry import CHAMPION, aliases
+    from ragops.tracking import RegistryConfig, resolve_store
+
+    cfg = RegistryConfig.from_params(params.get("registry"))
+    store = resolve_store(cfg, params_dir)
+    if store.tracking_uri.startswith("sqlite:///") and not Path(store.tracking_uri[len("sqlite:///") :]).is_file():
+        return None
+    if CHAMPION not in aliases(registry_client(params, params_dir), cfg.model_name):
+        return None
+    return f"models:/{cfg.model_name}@{CHAMPION}"

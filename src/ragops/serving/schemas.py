@@ -1,0 +1,106 @@
+"""Request and response bodies of the API. Limits come from ``serve:`` in params, so the models are
+built per app (:func:`request_models`) and the OpenAPI docs show the limits actually enforced."""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ragops.serving.config import ServeConfig
+
+Mode = Literal["bm25", "dense", "hybrid"]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value
+
+
+def request_models(cfg: ServeConfig) -> tuple[type[BaseModel], type[BaseModel]]:
+    """(SearchRequest, AskRequest) with the configured limits. Types are strict: ``"5"`` is not a top_k."""
+    Text = Annotated[str, Field(strict=True, max_length=cfg.max_query_chars)]
+    TopK = Annotated[
+        int, Field(strict=True, ge=1, le=cfg.top_k_max, description=f"results to return, 1..{cfg.top_k_max}")
+    ]
+
+    class SearchRequest(BaseModel):
+        model_config = ConfigDict(
+            extra="forbid",
+            json_schema_extra={
+                "examples": [{"query": "vitamin D deficiency and bone fractures", "top_k": 5, "mode": "hybrid"}]
+            },
+        )
+        query: Text
+        top_k: TopK = cfg.top_k_default
+        mode: Mode = cfg.mode  # type: ignore[assignment]
+
+        _blank = field_validator("query")(_not_blank)
+
+    class AskRequest(BaseModel):
+        model_config = ConfigDict(
+            extra="forbid",
+            json_schema_extra={"examples": [{"question": "Does vitamin D reduce the risk of fractures?", "top_k": 5}]},
+        )
+        question: Text
+        top_k: TopK | None = None  # None: the answerer's own default (answer.k in params)
+
+        _blank = field_validator("question")(_not_blank)
+
+    return SearchRequest, AskRequest
+
+
+class Result(BaseModel):
+    doc_id: str
+    title: str
+    snippet: str
+    score: float
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    alias: str | None = None
+
+
+class SearchResponse(BaseModel):
+    query: str
+    mode: Mode
+    top_k: int
+    results: list[Result]
+    model: ModelRef
+    took_ms: float
+
+
+class ClaimOut(BaseModel):
+    text: str
+    score: float
+    supported: bool
+    citations: list[str]
+
+
+class AskResponse(BaseModel):
+    """``ragops.answer.Answer.to_dict()`` plus the model that answered."""
+
+    question: str
+    text: str
+    generator: str
+    scorer: str
+    citations: list[str]
+    claims: list[ClaimOut]
+    hits: list[dict[str, Any]]
+    support_rate: float
+    model: ModelRef
+    took_ms: float
+
+
+class Health(BaseModel):
+    status: Literal["ok", "loading"]
+    ready: bool
+    model: dict[str, Any] | None
+    watching: dict[str, Any] | None
+    auth: bool
+
+
+class ErrorBody(BaseModel):
+    detail: str
+    request_id: str | None = None

@@ -1,0 +1,66 @@
+"""Stage `grounding`: fit the grounding scorers on claims_train, evaluate every scorer on the
+evaluation claims (claims_dev.csv: the 300 test claims) -> models/grounding/ and reports/grounding.json.
+
+Reads ``<data.dataset>/{grounding.train_file, grounding.eval_file, grounding.sentences_file}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+from ragops.answer.grounding_data import read_pairs, read_sentences
+from ragops.answer.grounding_train import TrainConfig, fit_and_evaluate
+from ragops.answer.scorers import SCORERS_FILE
+from ragops.io import atomic_dir, write_json
+from ragops.timing import run_stage
+
+log = logging.getLogger("ragops.grounding")
+
+
+def sample(pairs: list, n: int, seed: int) -> list:
+    """A seeded sample of ``n`` pairs, whole claims at a time, in file order (0 = all)."""
+    if n <= 0 or n >= len(pairs):
+        return pairs
+    claims = sorted({p.claim_id for p in pairs})
+    random.Random(seed).shuffle(claims)
+    keep, count = set(), 0
+    for c in claims:
+        if count >= n:
+            break
+        keep.add(c)
+        count += sum(p.claim_id == c for p in pairs)
+    return [p for p in pairs if p.claim_id in keep]
+
+
+def main(params: dict[str, Any]) -> None:
+    from ragops.embedding import Encoder
+
+    g, paths, seed = params["grounding"], params["paths"], int(params["seed"])
+    folder = Path(params["data"]["dataset"])
+    files = {k: folder / g[k] for k in ("train_file", "eval_file", "sentences_file")}
+    missing = [str(path) for path in files.values() if not path.is_file()]
+    if missing:  # a data set without labelled claims (your own documents): fixed thresholds, no trained scorer
+        log.warning("grounding: %s not found; writing the untrained scorers only", ", ".join(missing))
+        with atomic_dir(paths["grounding_model"]) as tmp:
+            write_json(tmp / SCORERS_FILE, {"embed_model": params["embed"]["model"], "missing": missing})
+        write_json(paths["grounding_report"], {"scorers": {}, "missing": missing})
+        return
+    sentences = read_sentences(files["sentences_file"])
+    train = sample(read_pairs(files["train_file"], sentences), int(g.get("max_train_pairs", 0)), seed)
+    test = sample(read_pairs(files["eval_file"], sentences), int(g.get("max_eval_pairs", 0)), seed)
+    cfg = TrainConfig(
+        augment=bool(g["augment"]), folds=int(g["folds"]), c_grid=tuple(float(c) for c in g["c_grid"]), seed=seed
+    )
+    encoder = Encoder(params["embed"]["model"], device=params["embed"].get("device", "cpu"))
+    saved, report = fit_and_evaluate(train, test, sentences, encoder, cfg)
+    saved["embed_model"] = params["embed"]["model"]
+    with atomic_dir(paths["grounding_model"]) as tmp:
+        write_json(tmp / SCORERS_FILE, saved)
+    write_json(paths["grounding_report"], report)
+
+
+if __name__ == "__main__":
+    run_stage("grounding", main)

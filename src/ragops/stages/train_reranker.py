@@ -1,0 +1,116 @@
+"""Stage `train_reranker`: a cross-encoder from the MiniLM weights, trained on train queries ->
+models/reranker/.
+
+Groups are (query, positive, hard negatives from the base dense and BM25 lists: the documents the
+reranker sees at query time). The epoch is chosen on dev by nDCG@10 of the reranked candidates. Without
+train judgments, or with ``train.reranker.enabled: false``, it writes only a marker.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ragops.artifacts import load_retriever
+from ragops.evaluation import as_run, qrels_for_split
+from ragops.io import atomic_dir, write_json
+from ragops.metrics import mean_metrics
+from ragops.models import resolve_model
+from ragops.records import Hits
+from ragops.rerank import doc_passage, rerank_hits
+from ragops.stages.train_embedder import train_config
+from ragops.timing import run_stage
+from ragops.training.artifacts import MARKER, write_skipped
+from ragops.training.data import build_examples, interleave, train_positives
+from ragops.training.reranker import init_cross_encoder, train_cross_encoder
+
+log = logging.getLogger("ragops.train_reranker")
+
+
+def main(params: dict[str, Any]) -> None:
+    paths, cfg, seed = params["paths"], params["train"]["reranker"], int(params["seed"])
+    qrels = pd.read_parquet(paths["qrels"])
+    positives = train_positives(qrels)
+    if not cfg.get("enabled", True) or not positives:
+        reason = "disabled (train.reranker.enabled)" if positives else "no train judgments in the dataset"
+        log.info("reranker not trained: %s", reason)
+        write_skipped(paths["reranker"], reason)
+        return
+    text_of = pd.read_parquet(paths["queries"]).set_index("query_id")["text"]
+    docs = pd.read_parquet(paths["docs"])
+    passage = {d: doc_passage(t, x) for d, t, x in zip(docs["doc_id"], docs["title"], docs["text"], strict=True)}
+    retriever = load_retriever(params)
+    qids = sorted(positives)
+    dense, sparse = retriever.components([text_of[q] for q in qids])
+    runs = {q: [d, s] for q, d, s in zip(qids, dense, sparse, strict=True)}
+    examples = build_examples(positives, runs, int(cfg["negatives"]), int(cfg["skip_top"]), int(cfg["neg_pool"]), seed)
+    n = min(len(ex.negatives) for ex in examples) + 1
+    groups = [[passage[ex.positive], *(passage[d] for d in ex.negatives)][:n] for ex in examples]
+    log.info("%d groups from %d train queries, %d passages each", len(examples), len(qids), n)
+
+    model, tok = init_cross_encoder(resolve_model(params["embed"]["model"]), seed)
+    max_length = int(cfg["max_length"])
+    dev_score = dev_scorer(params, retriever, text_of, passage, tok, max_length)
+    result = train_cross_encoder(
+        model, tok, [text_of[ex.query_id] for ex in examples], groups, max_length, train_config(cfg, seed), dev_score
+    )
+    with atomic_dir(paths["reranker"]) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tok.save_pretrained(str(tmp))
+        write_json(
+            tmp / MARKER,
+            {
+                "trained": True,
+                "base": params["embed"]["model"],
+                "seed": seed,
+                "groups": len(examples),
+                "train_queries": len(qids),
+                "group_size": n,
+                "best_epoch": result.best_epoch,
+                "dev_ndcg@10_by_epoch": result.dev,
+                "steps": result.steps,
+                "seconds": round(result.seconds, 1),
+                "config": cfg,
+            },
+        )
+    log.info("reranker: best epoch %d, dev by epoch %s, %.0fs", result.best_epoch, result.dev, result.seconds)
+
+
+def dev_scorer(params, retriever, text_of, passage: dict[str, str], tok, max_length: int):
+    """Dev nDCG@10 of a checkpoint reranking the first ``dev_n`` documents of the base dense and BM25
+    lists interleaved (no fusion settings: tuning fusion never retrains the reranker)."""
+    import torch
+
+    dev = qrels_for_split(pd.read_parquet(params["paths"]["qrels"]), "dev")
+    n = int(params["train"]["reranker"]["dev_n"])
+    if not dev or n <= 0:
+        return None
+    qids = sorted(dev)
+    qtexts = [text_of[q] for q in qids]
+    pools = [interleave([d, s], 100) for d, s in zip(*retriever.components(qtexts), strict=True)]
+    hybrid = [Hits(p, -np.arange(len(p), dtype=np.float64)) for p in pools]
+
+    def score(model) -> float:
+        out = []
+        with torch.inference_mode():
+            for q, h in zip(qtexts, hybrid, strict=True):
+                top = h.ids[:n]
+                feats = tok(
+                    [q] * len(top),
+                    [passage[d] for d in top],
+                    truncation="only_second",
+                    max_length=max_length,
+                    padding=True,
+                    return_tensors="pt",
+                )
+                out.append(rerank_hits(h, model(**feats).logits[:, 0].float().numpy()))
+        return mean_metrics(dev, as_run(qids, out), ["ndcg@10"])["ndcg@10"]
+
+    return score
+
+
+if __name__ == "__main__":
+    run_stage("train_reranker", main)

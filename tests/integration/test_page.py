@@ -1,0 +1,101 @@
+"""The search page at / in a real headless browser: Debian's chromium driven by Playwright (sync API)
+against `ragops serve` on 127.0.0.1 with a bearer token (given to the page as ?token=...). Type a query,
+see results with titles, snippets and scores, see the answer whose citations link to its sources, and
+claims marked supported or unsupported. The screenshot is kept as a test artifact:
+<basetemp>/screenshots/search-page.png."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .test_serve import TOKEN, Server, serve_params
+
+pytestmark = pytest.mark.integration
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def page_server(built_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    params = serve_params(built_project, tmp_path_factory.mktemp("serve-page"))
+    server = Server(built_project, ["--model", "local", "--params", str(params)], {"RAGOPS_API_TOKEN": TOKEN})
+    yield server
+    server.stop()
+
+
+def test_search_page_in_a_real_browser(page_server: Server, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)", pytrace=False)
+    shots = tmp_path_factory.getbasetemp() / "screenshots"
+    shots.mkdir(exist_ok=True)
+    query = "Does vitamin D deficiency increase the risk of fractures?"
+    expected = httpx.post(
+        f"{page_server.url}/search", json={"query": query, "top_k": 10}, headers={"Authorization": f"Bearer {TOKEN}"}
+    ).json()["results"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1400})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{page_server.url}/?token={TOKEN}")
+            assert "token=" not in page.url  # taken into localStorage, removed from the address
+            page.wait_for_function("document.getElementById('model').textContent.includes('local')")
+            assert page.locator("#token-box").is_hidden()
+            page.fill("#query", query)
+            page.click("#go")
+            page.wait_for_selector("#results li.result", timeout=30_000)
+            page.wait_for_selector("#answer:not([hidden])", timeout=60_000)
+            page.screenshot(path=str(shots / "search-page.png"), full_page=True)
+
+            items = page.locator("#results li.result")
+            assert items.count() == 10
+            assert [items.nth(i).get_attribute("data-doc-id") for i in range(10)] == [r["doc_id"] for r in expected]
+            first = items.nth(0)
+            assert first.locator(".title").inner_text() == expected[0]["title"]
+            assert f"score {expected[0]['score']:.3f}" in first.locator(".meta").inner_text()
+            assert first.locator(".snippet").inner_text().strip() == expected[0]["snippet"].strip()
+
+            links = page.locator("#answer-text a.cite")
+            assert links.count() >= 1
+            for i in range(links.count()):
+                target = links.nth(i).get_attribute("href")
+                assert target.startswith("#src-") and page.locator(target).count() == 1  # a source it links to
+            links.nth(0).click()
+            assert page.url.endswith(links.nth(0).get_attribute("href"))
+            claims = page.locator("#claims li")
+            assert claims.count() >= 1
+            for i in range(claims.count()):
+                li = claims.nth(i)
+                kind = li.get_attribute("class")
+                assert kind in ("supported", "unsupported")
+                assert ("✗ unsupported" if kind == "unsupported" else "✓ supported") in li.inner_text()
+            flags = page.locator("#answer-text .flag").count()
+            assert flags == page.locator("#claims li.unsupported").count()
+            assert "claims supported" in page.locator("#support").inner_text()
+            assert not errors, errors
+        finally:
+            browser.close()
+    assert (shots / "search-page.png").stat().st_size > 10_000
+    # Keep a copy outside the rotating basetemp when asked (CI uploads it).
+    if os.environ.get("RAGOPS_SCREENSHOTS"):
+        keep = Path(os.environ["RAGOPS_SCREENSHOTS"])
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(shots / "search-page.png", keep / "search-page.png")

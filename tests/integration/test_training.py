@@ -1,0 +1,82 @@
+"""The training stages on the tiny profile (a few steps each): the saved models load, change the
+scores, were trained on train queries only, and every trained mode is evaluated."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from .conftest import copy_project, run
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def built_project(tmp_path_factory: pytest.TempPathFactory, mirror_root: Path, embedding_cache: Path) -> Path:
+    """Its own tiny build: the session's shared one is switched to a dataset without train data by
+    test_pipeline_dvc (``dvc exp run``), and test order must not matter."""
+    root = copy_project(tmp_path_factory.mktemp("trained"), embedding_cache)
+    run(["ragops", "data", "fetch", "--mirror", str(mirror_root)], root)
+    run(["dvc", "repro", "evaluate"], root)
+    return root
+
+
+def test_trained_embedder_loads_and_changes_vectors(built_project: Path) -> None:
+    from ragops.embedding import Encoder
+
+    folder = built_project / "models/embedder"
+    record = json.loads((folder / "training.json").read_text())
+    qrels = pd.read_parquet(built_project / "data/processed/qrels.parquet")
+    train = qrels[qrels["split"] == "train"]
+    assert record["trained"] and record["steps"] == 3 and record["seed"] == 42
+    assert (record["train_queries"], record["examples"]) == (train["query_id"].nunique(), len(train))
+    assert len(record["dev_ndcg@10_by_epoch"]) == 2  # before training and after the epoch
+    assert list(folder.glob("*.safetensors"))
+    texts = pd.read_parquet(built_project / "data/processed/chunks.parquet")["text"].head(8).tolist()
+    tuned, base = Encoder(str(folder)).encode(texts), Encoder("all-MiniLM-L6-v2").encode(texts)
+    assert tuned.shape == base.shape and not np.allclose(tuned, base, atol=1e-4)
+    base_corpus = np.load(built_project / "models/index/embeddings.npy")
+    ft_corpus = np.load(built_project / "models/index_ft/embeddings.npy")
+    assert ft_corpus.shape == base_corpus.shape and not np.allclose(ft_corpus, base_corpus, atol=1e-4)
+    np.testing.assert_allclose(ft_corpus[:8], tuned, atol=1e-4)  # the ft index holds the fine-tuned vectors
+
+
+def test_trained_reranker_loads_and_scores_differ_from_untrained(built_project: Path) -> None:
+    from sentence_transformers import CrossEncoder
+
+    from ragops.models import resolve_model
+    from ragops.rerank import CrossEncoderScorer
+    from ragops.training.reranker import init_cross_encoder
+
+    folder = built_project / "models/reranker"
+    record = json.loads((folder / "training.json").read_text())
+    assert record["trained"] and record["steps"] == 3 and list(folder.glob("*.safetensors"))
+    docs = pd.read_parquet(built_project / "data/processed/docs.parquet").head(4)
+    passages = (docs["title"] + ". " + docs["text"]).tolist()
+    query = "vitamin D deficiency and bone health"
+    trained = CrossEncoderScorer(folder, max_length=96).score(query, passages)
+    model, tok = init_cross_encoder(resolve_model("all-MiniLM-L6-v2"), seed=42)  # the same start, untrained
+    import torch
+
+    with torch.inference_mode():
+        feats = tok([query] * 4, passages, truncation="only_second", max_length=96, padding=True, return_tensors="pt")
+        untrained = model(**feats).logits[:, 0].numpy()
+    assert trained.shape == (4,) and not np.allclose(trained, untrained, atol=1e-4)
+    # The folder is a standard one: sentence-transformers' CrossEncoder reads it and scores alike.
+    st = CrossEncoder(str(folder), max_length=96, local_files_only=True)
+    # (its default activation for one label is the sigmoid)
+    np.testing.assert_allclose(st.predict([(query, p) for p in passages]), 1 / (1 + np.exp(-trained)), atol=1e-4)
+
+
+def test_every_trained_mode_is_evaluated(built_project: Path) -> None:
+    metrics = json.loads((built_project / "reports/metrics.json").read_text())
+    for split in ("dev", "test"):
+        assert {"dense_ft", "hybrid_ft", "hybrid_rerank", "hybrid_ft_rerank"} <= set(metrics[split])
+        assert metrics[split]["hybrid_ft_rerank"]["ndcg@10"] > 0.4  # a few steps: working, not good
+    per_query = pd.read_csv(built_project / "reports/per_query.csv")
+    wide = per_query[per_query["split"] == "test"].pivot(index="query_id", columns="mode", values="ndcg@10")
+    assert not np.allclose(wide["hybrid_rerank"], wide["hybrid"])  # the reranker really reorders

@@ -1,0 +1,123 @@
+"""Training data (no dev/test leak, never a positive as negative), rerank ordering, the no-train fallback.
+
+The leak test builds the training examples from the real prepared SciFact data: the only way from
+qrels into training is ``train_positives``, and it must see the train split alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ragops.data.prepare import prepare_dataset
+from ragops.records import Hits
+from ragops.rerank import rerank_hits
+from ragops.training.artifacts import effective_embedder, effective_reranker, is_trained, training_record
+from ragops.training.data import batches, build_examples, interleave, mine_negatives, train_positives
+
+
+def hits(*ids: str) -> Hits:
+    return Hits(list(ids), np.arange(len(ids), 0, -1, dtype=np.float64))
+
+
+@pytest.fixture(scope="module")
+def scifact(mirror: Path):
+    return prepare_dataset(mirror, dev_fraction=0.2, seed=42, max_docs=0)
+
+
+def test_no_dev_or_test_query_or_judgment_reaches_training(scifact) -> None:
+    qrels = scifact.qrels
+    held_out = set(qrels.loc[qrels["split"].isin(["dev", "test"]), "query_id"])
+    assert len(held_out) > 400  # SciFact: 300 test + ~160 dev queries
+    positives = train_positives(qrels)
+    assert positives and not set(positives) & held_out
+    train_pairs = set(
+        zip(
+            qrels.loc[qrels["split"] == "train", "query_id"],
+            qrels.loc[qrels["split"] == "train", "doc_id"],
+            strict=True,
+        )
+    )
+    assert {(q, d) for q, ds in positives.items() for d in ds} == train_pairs
+    # Whatever dev/test say, the training examples are the same: dropping or scrambling them changes nothing.
+    scrambled = qrels.copy()
+    held = scrambled["split"].isin(["dev", "test"])
+    scrambled.loc[held, "doc_id"] = scrambled.loc[held, "doc_id"].sample(frac=1.0, random_state=0).to_numpy()
+    assert train_positives(scrambled) == positives == train_positives(qrels[~held])
+    # Candidate lists made of every document: a held-out query never becomes an example.
+    docs = scifact.docs["doc_id"].tolist()
+    runs = {q: [Hits(docs[:50], np.zeros(50))] for q in positives}
+    examples = build_examples(positives, runs, n_negatives=3, skip_top=0, pool=30, seed=1)
+    assert len(examples) == len(train_pairs)  # each (query, positive) once
+    assert not {ex.query_id for ex in examples} & held_out
+    assert all(
+        ex.positive in positives[ex.query_id] and not set(ex.negatives) & positives[ex.query_id] for ex in examples
+    )
+
+
+def test_mine_negatives_skips_top_never_positive_and_is_seeded() -> None:
+    dense, bm25 = hits("p", "a", "b", "c", "d", "e"), hits("b", "p", "f", "g", "h", "a")
+    rng = np.random.default_rng(0)
+    want = ("b", "a", "f", "c", "g", "d", "h", "e")  # rank by rank, dense first; p is positive
+    assert mine_negatives({"p"}, [dense, bm25], n=10, skip_top=0, pool=100, rng=rng) == want
+    # skip_top=2 drops ranks 1-2 of each run (p, a, b) before interleaving
+    assert mine_negatives({"p"}, [dense, bm25], n=10, skip_top=2, pool=100, rng=rng) == (
+        "b",
+        "f",
+        "c",
+        "g",
+        "d",
+        "h",
+        "e",
+        "a",
+    )
+    picks = [mine_negatives({"p"}, [dense, bm25], 2, 0, 4, np.random.default_rng(7)) for _ in range(2)]
+    assert picks[0] == picks[1] and len(picks[0]) == 2 and set(picks[0]) <= {"a", "b", "c", "f"}
+    assert interleave([dense, bm25], 4) == ["p", "b", "a", "f"]
+
+
+def test_batches_cover_every_example_once() -> None:
+    got = batches(10, 4, np.random.default_rng(3))
+    assert [len(b) for b in got] == [4, 4, 2] and sorted(np.concatenate(got).tolist()) == list(range(10))
+
+
+def test_rerank_reorders_the_top_n_only() -> None:
+    first = hits("a", "b", "c", "d", "e")
+    out = rerank_hits(first, np.array([0.1, 0.9, 0.5]))
+    assert out.ids == ["b", "c", "a", "d", "e"]
+    assert np.all(np.diff(out.scores) < 0)  # strictly ranked, tail below the reranked block
+    assert rerank_hits(first, np.array([0.1, 0.9, 0.5]), weight=0.0).ids == first.ids  # weight 0: first stage
+    # interpolation: a small cross-encoder margin does not overturn a large first-stage one
+    first = Hits(["a", "b", "c"], np.array([10.0, 1.0, 0.0]))
+    assert rerank_hits(first, np.array([0.0, 0.1, -5.0]), weight=0.5).ids == ["a", "b", "c"]
+    assert rerank_hits(first, np.array([0.0, 0.1, -5.0]), weight=1.0).ids == ["b", "a", "c"]
+
+
+def test_no_train_judgments_writes_markers_and_falls_back(tmp_path: Path) -> None:
+    from ragops.stages import train_embedder, train_reranker
+
+    qrels = pd.DataFrame({"query_id": ["q1"], "doc_id": ["d1"], "score": [1], "split": ["test"]})
+    qrels.to_parquet(tmp_path / "qrels.parquet")
+    params = {
+        "seed": 1,
+        "embed": {"model": "all-MiniLM-L6-v2"},
+        "paths": {
+            "qrels": str(tmp_path / "qrels.parquet"),
+            "embedder": str(tmp_path / "embedder"),
+            "reranker": str(tmp_path / "reranker"),
+        },
+        "train": {"embedder": {"enabled": True}, "reranker": {"enabled": True}},
+    }
+    train_embedder.main(params)
+    train_reranker.main(params)
+    for key in ("embedder", "reranker"):
+        assert not is_trained(params["paths"][key])
+        assert training_record(params["paths"][key])["reason"] == "no train judgments in the dataset"
+    assert effective_embedder(params) == "all-MiniLM-L6-v2" and effective_reranker(params) is None
+    qrels.assign(split="train").to_parquet(tmp_path / "qrels.parquet")
+    params["train"]["embedder"]["enabled"] = False
+    train_embedder.main(params)
+    assert training_record(params["paths"]["embedder"])["reason"].startswith("disabled")
