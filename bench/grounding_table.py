@@ -25,6 +25,11 @@ def table(grounding: dict, rag: dict | None) -> str:
                 f"| {name} | {m['auroc']:.3f} | {m['auroc_support_vs_contradict']:.3f} | "
                 f"{m['auroc_support_vs_nei']:.3f} | {m['f1']:.3f} | {m['threshold']:.3f} |"
             )
+    for name, m in grounding.get("diagnostics", {}).items():  # the trained scorer's parts, alone
+        rows.append(
+            f"| *{name.replace('_', ' ')}* | {m['auroc']:.3f} | {m['auroc_support_vs_contradict']:.3f} | "
+            f"{m['auroc_support_vs_nei']:.3f} | {m['f1']:.3f} | {m['threshold']:.3f} |"
+        )
     cv = grounding.get("train", {}).get("trained", {})
     secs = grounding.get("seconds", {})
     out = "\n".join(rows) + (
@@ -33,6 +38,15 @@ def table(grounding: dict, rag: dict | None) -> str:
         f"(cross-validated AUROC on train {cv.get('cv_auroc')}); the stage took {secs.get('total')} s, "
         f"{secs.get('trained_fit')} s of it fitting the trained scorer (features included)."
     )
+    if "stack_cv_auroc" in cv:
+        ce = cv.get("cross_encoder", {})
+        out += (
+            f" The cross-encoder trained {len(ce.get('epoch_loss', []))} epochs on {ce.get('examples')} examples "
+            f"from {ce.get('train_pairs')} train pairs in {ce.get('seconds')} s; on the {cv['stack_pairs']} "
+            f"held-out train pairs the stacked scorer's cross-validated AUROC is {cv['stack_cv_auroc']} "
+            f"({cv['stack_cv_auroc_support_vs_contradict']} SUPPORT vs CONTRADICT), the logistic model's "
+            f"{cv['logistic_oof_auroc_same_pairs']}."
+        )
     if rag:
         out += (
             f"\n\nRAG on the {rag['n_queries']} SciFact {rag['split']} queries (extractive generator, "

@@ -4,9 +4,10 @@
 
 Needs a built project (`dvc repro`): the indexes in params.yaml's paths. Times, per query, end to end
 (query encoding included): ragops bm25 / dense / hybrid with the query encoded by each
-``embed.backend`` (torch and onnx-int8), any further retrieval mode the project has (the hook for
-hybrid + rerank), and the baselines of ../shared/BASELINES.md reimplemented in bench/naive.py:
-rank-bm25, numpy cosine over whole-document embeddings, the naive hybrid, naive FAISS IndexFlatL2.
+``embed.backend`` (torch and onnx-int8), any further retrieval mode the project has, hybrid + rerank
+and the fine-tuned hybrid + rerank (ragops.modes.Router, when the build has a trained reranker), and
+the baselines of ../shared/BASELINES.md reimplemented in bench/naive.py: rank-bm25, numpy cosine
+over whole-document embeddings, the naive hybrid, naive FAISS IndexFlatL2.
 Each row also carries its nDCG@10, so no speed is bought with quality.
 Writes reports/bench/latency.json and the `latency` section of docs/benchmarks.md.
 """
@@ -161,7 +162,7 @@ def _rerank_rows(params: dict, retriever, encoders: dict, texts: list[str], k: i
                 "(`dvc repro train_reranker`); rerun the bench after it",
             }
         ]
-    router: Router = load_router(params, ["hybrid_rerank"])
+    router: Router = load_router(params, ["hybrid_rerank", "hybrid_ft_rerank"])
     out = []
     for backend, encoder in encoders.items():
         router.base = retriever
@@ -175,6 +176,17 @@ def _rerank_rows(params: dict, retriever, encoders: dict, texts: list[str], k: i
                 f"cross-encoder on the top {router.rerank_n}",
             )
         )
+    # The fine-tuned embedder's hybrid, reranked, with the product's query encoder (embed.query_backend).
+    hits, ms = timed(lambda q: router.search(q, "hybrid_ft_rerank", k), texts)
+    backend = getattr(router.ft.encode, "backend", "?") if router.ft is not None else "?"
+    out.append(
+        row(
+            f"ragops hybrid_ft+rerank ({backend} query)",
+            ms,
+            ndcg(hits),
+            f"fine-tuned embedder's hybrid, cross-encoder on the top {router.rerank_n}",
+        )
+    )
     return out
 
 

@@ -24,13 +24,16 @@ def render(metrics: dict, m: dict) -> str:
     lines = ["| split | mode | " + " | ".join(COLS) + " |", "|---|---|" + "---|" * len(COLS)]
     for split in ("test", "dev"):
         for mode, vals in metrics.get(split, {}).items():
-            cells = [f"{vals[c]:.3f}" if c != "latency_ms" else f"{vals[c]:.1f}" for c in COLS if c in vals]
+            cells = [
+                "–" if c not in vals else f"{vals[c]:.1f}" if c == "latency_ms" else f"{vals[c]:.3f}" for c in COLS
+            ]
             lines.append(f"| {split} | {mode} | " + " | ".join(cells) + " |")
     published = "; ".join(f"{name} {v:.3f}" for name, v in PUBLISHED)
     return (
         "Full SciFact, `make repro` (`dvc repro`; numbers from `reports/metrics.json`, "
         "table by `python bench/metrics_table.py`). Tuned on dev (carved from train), reported on test.\n"
-        f"{machine_line(m)} Latency: mean ms per query, one query at a time, query encoding included.\n\n"
+        f"{machine_line(m)} Latency: mean ms per query, one query at a time, query encoding included "
+        "(sampled on the test split only).\n\n"
         + "\n".join(lines)
         + f"\n\nPublished nDCG@10 on the SciFact test split: {published}.\n"
     )

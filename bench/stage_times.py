@@ -85,11 +85,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mirror", type=Path, default=REPO.parent / "shared" / "datasets")
     ap.add_argument("--skip-raw", action="store_true", help="skip the raw-encode comparison")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary project (its path is printed)")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="ragops-bench-"))
+    print(f"project copy: {root}", flush=True)
     try:
         setup_project(root, args.mirror.resolve())
         from ragops.orchestration import list_stages
+        from ragops.timing import read_stage_times
+        from ragops.training.artifacts import training_record
 
         # The DAG as dvc.yaml has it when the bench runs (training stages included, if any).
         stages = {s.name: round(sh(["dvc", "repro", "--single-item", s.name], root)[0], 2) for s in list_stages(root)}
@@ -100,9 +104,12 @@ def main() -> None:
         params["fusion"]["alpha"] = round(1 - float(params["fusion"]["alpha"]), 2) or 0.4
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         fusion_s, fusion_out = sh(["dvc", "repro"], root)
+        trained = {m: training_record(root / f"models/{m}") for m in ("embedder", "reranker")}
         n_changed = change_one_percent(root)
         incr_s, incr_out = sh(["dvc", "repro"], root)
         incr_stats = json.loads((root / "models/index/embed_stats.json").read_text())
+        incr_ran = [ln.split("'")[1] for ln in incr_out.splitlines() if "Running stage" in ln]
+        times = read_stage_times(root / ".cache/stage_times")
         result = {
             "machine": machine(),
             "stages_s": stages,
@@ -115,8 +122,10 @@ def main() -> None:
             "noop_ran_stages": noop_out.count("Running stage"),
             "fusion_change_s": round(fusion_s, 2),
             "fusion_change_ran": [ln.split("'")[1] for ln in fusion_out.splitlines() if "Running stage" in ln],
-            "incremental": {"docs_changed": n_changed, "seconds": round(incr_s, 2),
-                            "ran": [ln.split("'")[1] for ln in incr_out.splitlines() if "Running stage" in ln],
+            "incremental": {"docs_changed": n_changed, "seconds": round(incr_s, 2), "ran": incr_ran,
+                            "stage_s": {s: times[s]["seconds"] for s in incr_ran if s in times},
+                            "models_kept": {m: training_record(root / f"models/{m}") == rec
+                                            for m, rec in trained.items()},
                             "fraction_of_full": round(incr_s / sum(stages.values()), 3),
                             "chunks_encoded": incr_stats["encoded"], "chunks_total": incr_stats["total"]},
         }
@@ -124,7 +133,8 @@ def main() -> None:
         write_section("stage_times", render(result))
         print(json.dumps(result, indent=2))
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def render(r: dict) -> str:
@@ -135,6 +145,9 @@ def render(r: dict) -> str:
                 f"**{r['embed_vs_raw_throughput']:.0%}** of that throughput (stage time includes process "
                 "start, model load, cache writes).") if raw else "Raw encode: skipped."
     inc = r["incremental"]
+    secs = inc.get("stage_s", {})
+    stage_list = ", ".join(f"{s} {secs.get(s, float('nan')):.1f}" for s in inc.get("ran", [])) or "n/a"
+    kept = ", ".join(f"{m} {'yes' if k else 'no'}" for m, k in inc.get("models_kept", {}).items()) or "n/a"
     return f"""## Pipeline stages, full SciFact build from scratch (`python bench/stage_times.py`)
 
 {machine_line(r['machine'])}
@@ -151,7 +164,8 @@ def render(r: dict) -> str:
 - Fusion params changed: {r['fusion_change_s']:.1f} s, re-ran {', '.join(r['fusion_change_ran']) or 'nothing'}.
 - {inc['docs_changed']} documents (1%) edited: {inc['seconds']:.1f} s = {inc['fraction_of_full']:.1%} of the
   full build; {inc['chunks_encoded']} of {inc['chunks_total']:,} chunks re-embedded (the rest from the cache);
-  stages re-run: {', '.join(inc.get('ran', [])) or 'n/a'}."""
+  stages re-run (seconds inside each): {stage_list}.
+  Trained models kept (`train.retrain: on_train_change`; training key unchanged): {kept}."""
 
 
 if __name__ == "__main__":

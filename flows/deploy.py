@@ -29,9 +29,9 @@ def load_pipeline() -> Flow:
     return load_flow_from_entrypoint(f"{Path(__file__).resolve().with_name('pipeline.py')}:pipeline")
 
 
-def run_once(project: Path, push: bool | None = None) -> list[dict[str, Any]]:
+def run_once(project: Path, push: bool | None = None, retrain: bool = False) -> list[dict[str, Any]]:
     """One flow run now, in this process; raises the failing stage's error."""
-    return load_pipeline()(project=str(project.resolve()), push=push)
+    return load_pipeline()(project=str(project.resolve()), push=push, retrain=retrain)
 
 
 def serve(project: Path, cfg: OrchestrationConfig) -> None:
@@ -40,9 +40,12 @@ def serve(project: Path, cfg: OrchestrationConfig) -> None:
     The schedule is (re)activated on start (``paused=False``) and, unless ``cfg.pause_on_shutdown``,
     stays active after this process stops, so the next `ragops schedule` picks up its runs.
     """
+    schedules = [Cron(cfg.cron, timezone=cfg.timezone)]
+    if cfg.retrain_cron:  # the models' own cadence: these runs retrain (train.retrain keeps them otherwise)
+        schedules.append(Cron(cfg.retrain_cron, timezone=cfg.timezone, parameters={"retrain": True}))
     load_pipeline().serve(
         name=cfg.deployment,
-        schedules=[Cron(cfg.cron, timezone=cfg.timezone)],
+        schedules=schedules,
         paused=False,
         parameters={"project": str(project.resolve())},
         pause_on_shutdown=cfg.pause_on_shutdown,

@@ -45,9 +45,9 @@ def plan(project: str) -> set[str]:
 
 
 @task(name="dvc-stage", task_run_name="{stage.name}", **_TASK)
-def stage_task(project: str, stage: orch.Stage, check: bool) -> orch.StageRecord:
+def stage_task(project: str, stage: orch.Stage, check: bool, force: bool = False) -> orch.StageRecord:
     """One DVC stage through ``dvc repro --single-item`` (or nothing, when DVC says it is up to date)."""
-    record = orch.reproduce(Path(project), stage, check, get_run_logger().info)
+    record = orch.reproduce(Path(project), stage, check, get_run_logger().info, force)
     get_run_logger().info("%s: %s in %.1fs %s", stage.name, record.outcome, record.seconds, record.message)
     return record
 
@@ -68,11 +68,12 @@ def _record(state: Any, stage: str) -> orch.StageRecord:
 
 
 @flow(name="ragops-pipeline")
-def pipeline(project: str = ".", push: bool | None = None) -> list[dict[str, Any]]:
+def pipeline(project: str = ".", push: bool | None = None, retrain: bool = False) -> list[dict[str, Any]]:
     """Bring every DVC stage of ``project`` up to date, record what each did, push the outputs.
 
-    ``push``: None follows ``orchestration.push`` in params.yaml. Fails with the first failing
-    stage's own message; the stages after it are recorded as not run.
+    ``push``: None follows ``orchestration.push`` in params.yaml. ``retrain``: run the training stages
+    even when DVC finds them up to date, and retrain under ``train.retrain: on_train_change`` too.
+    Fails with the first failing stage's own message; the stages after it are recorded as not run.
     """
     root = Path(project).resolve()
     cfg = orch.OrchestrationConfig.from_params(load_params(root / "params.yaml"))
@@ -87,7 +88,8 @@ def pipeline(project: str = ".", push: bool | None = None) -> list[dict[str, Any
             records.append(orch.not_run(stage, failure.stage))
             continue
         check = orch.must_check(stage, stale, ran)
-        state = stage_task.with_options(**retry)(str(root), stage, check, return_state=True)
+        force = retrain and stage.name in orch.TRAIN_STAGES
+        state = stage_task.with_options(**retry)(str(root), stage, check, force, return_state=True)
         records.append(_record(state, stage.name))
         if records[-1].outcome == "ran":
             ran.add(stage.name)

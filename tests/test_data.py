@@ -201,8 +201,28 @@ def stage_params(tmp_path: Path, dataset: Path, max_docs: int = 0) -> dict:
         "data": {"dataset": str(dataset)},
         "prepare": {"dev_fraction": 0.2, "max_docs": max_docs},
         "paths": {k: str(out / f) for k, f in [("docs", "docs.parquet"), ("queries", "queries.parquet"),
-                                               ("qrels", "qrels.parquet"), ("prepare_stats", "stats.json")]},
+                                               ("qrels", "qrels.parquet"), ("prepare_stats", "stats.json"),
+                                               ("claims", "claims")]},
+        "grounding": {"train_file": "claims_train.csv", "eval_file": "claims_dev.csv",
+                      "sentences_file": "corpus_sentences.jsonl.gz"},
     }
+
+
+def test_prepare_copies_the_labelled_claims_byte_for_byte(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "beir", {})
+    (folder / "claims_train.csv").write_bytes(b"id,claim\n1,a claim\n")
+    params = stage_params(tmp_path, folder)
+    prepare_stage.main(params)
+    claims = Path(params["paths"]["claims"])
+    assert (claims / "claims_train.csv").read_bytes() == (folder / "claims_train.csv").read_bytes()
+    record = json.loads((claims / "claims.json").read_text())
+    assert record == {"files": ["claims_train.csv"], "missing": ["claims_dev.csv", "corpus_sentences.jsonl.gz"]}
+    before = {p.name: p.read_bytes() for p in claims.iterdir()}
+    # editing a document changes the corpus, not the copy: the grounding stage (which reads only the copy) stays put
+    corpus = folder / "corpus.jsonl"
+    corpus.write_text(corpus.read_text().replace('"text": "', '"text": "Edited. ', 1))
+    prepare_stage.main(params)
+    assert {p.name: p.read_bytes() for p in claims.iterdir()} == before
 
 
 def test_prepare_stage_writes_outputs(tmp_path: Path) -> None:

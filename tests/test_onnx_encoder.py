@@ -3,6 +3,7 @@ cache keys that keep int8, fp32-ONNX and torch vectors apart."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from ragops.artifacts import query_batch_size
 from ragops.embedding import EmbeddingCache, Encoder, embed_with_cache
 from ragops.errors import ConfigError
 from ragops.models import resolve_model
-from ragops.onnx_encoder import BACKENDS, FILES, check_backend
+from ragops.onnx_encoder import BACKENDS, FILES, OnnxModel, check_backend
 
 TEXTS = [
     "Vitamin D deficiency is associated with an increased risk of hip fracture in the elderly.",
@@ -54,20 +55,46 @@ def test_onnx_matches_torch(encoders):
         assert cos.min() > floor, (backend, cos)
 
 
-def test_int8_batches_change_vectors_so_queries_go_one_at_a_time(encoders, onnx_dir):
+def test_int8_vectors_do_not_depend_on_the_texts_encoded_with_them(encoders, onnx_dir):
+    # int8 activations get one scale per session run, so the encoder runs one text per run (2 workers):
+    # a text's vector is the same alone, in any batch, in any order - bit for bit.
     one_by_one = np.stack([encoders["onnx-int8"].encode([t])[0] for t in TEXTS])
-    # fp32 ONNX: batching changes nothing (beyond float noise)
-    fp32_single = np.stack([encoders["onnx"].encode([t])[0] for t in TEXTS])
-    np.testing.assert_allclose(encoders["onnx"].encode(TEXTS), fp32_single, atol=1e-5)
-    # int8: one activation scale per batch, so the batch a text is in moves its vector a little...
-    batched = Encoder("all-MiniLM-L6-v2", batch_size=8, backend="onnx-int8", onnx_dir=onnx_dir).encode(TEXTS)
-    assert not np.array_equal(batched, one_by_one) and (batched * one_by_one).sum(axis=1).min() > 0.97
-    # ...which is why the query encoder runs int8 one query at a time: batch = single, bit for bit.
+    batched = Encoder("all-MiniLM-L6-v2", batch_size=8, backend="onnx-int8", onnx_dir=onnx_dir)
+    assert batched.model.workers == len(os.sched_getaffinity(0))
+    assert np.array_equal(batched.encode(TEXTS), one_by_one)
+    assert np.array_equal(batched.encode(TEXTS[::-1]), one_by_one[::-1])
+    assert np.array_equal(batched.encode(TEXTS[1:3] + TEXTS), np.concatenate([one_by_one[1:3], one_by_one]))
     assert query_batch_size("onnx-int8", 64) == 1 and query_batch_size("torch", 64) == 64
-    single = Encoder(
-        "all-MiniLM-L6-v2", batch_size=query_batch_size("onnx-int8", 64), backend="onnx-int8", onnx_dir=onnx_dir
-    )
-    assert np.array_equal(single.encode(TEXTS), one_by_one)
+
+
+def test_threads_option_configures_the_session(onnx_dir):
+    enc = Encoder("all-MiniLM-L6-v2", backend="onnx-int8", onnx_dir=onnx_dir)
+    model = enc.model
+    assert model.threads == 1 and model.session.get_session_options().intra_op_num_threads == 1
+    ref = enc.encode(TEXTS)
+    model.configure(threads=2, workers=1, spinning=False)
+    opts = model.session.get_session_options()
+    assert (model.threads, model.workers, opts.intra_op_num_threads) == (2, 1, 2)
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    cos = (enc.encode(TEXTS) * ref).sum(axis=1)  # same model, other thread count: same vectors
+    assert cos.min() > 0.99999, cos
+    direct = OnnxModel(model.path.parent, "onnx-int8", threads=2)
+    assert (direct.threads, direct.workers) == (2, max(1, len(os.sched_getaffinity(0)) // 2))
+
+
+def test_server_gives_the_onnx_query_encoder_one_quiet_thread(onnx_dir):
+    from ragops.serving.model import quiet_onnx
+
+    enc = Encoder("all-MiniLM-L6-v2", backend="onnx-int8", onnx_dir=onnx_dir)
+    ref = enc.encode(TEXTS[:2])
+    quiet_onnx(enc, 1)  # serve.encoder_threads
+    opts = enc.model.session.get_session_options()
+    assert (enc.model.threads, enc.model.workers, opts.intra_op_num_threads) == (1, 1, 1)
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    np.testing.assert_array_equal(enc.encode(TEXTS[:2]), ref)
+    session = enc.model.session
+    quiet_onnx(enc, 0)  # 0: the encoder's own default, left alone
+    assert enc.model.session is session
 
 
 def test_cache_keys_differ_by_backend(encoders, tmp_path):

@@ -214,3 +214,30 @@ def test_bm25_over_chunks_aggregates_to_docs(chunks: pd.DataFrame, queries: list
         same(hits, Hits.from_dict(best, 10))
         merged += len({doc_of[c] for c in every.ids}) < len(every.ids)
     assert merged > len(queries) // 2  # several chunks of one doc matched: aggregation really merged
+
+
+def test_feedback_moves_the_query_towards_the_first_lists_top(retriever: Retriever, queries: list[str]) -> None:
+    plain = FusionConfig(method="convex", alpha=0.5, norm="zscore")
+    prf = dataclasses.replace(plain, prf_docs=2, prf_beta=0.7)
+    assert not plain.feedback and prf.feedback and not dataclasses.replace(prf, prf_beta=0.0).feedback
+    vecs = fake_encode(queries)
+    dense, sparse = retriever.components(queries)
+    first = retriever.hybrid(vecs, dense, sparse, plain, retriever.depth)
+    moved = retriever.feedback_vectors(vecs, first, 2, 0.7)
+    for q, v, f in zip(vecs, moved, first, strict=True):
+        top = np.mean([retriever.doc_vector(d) for d in f.ids[:2]], axis=0)
+        want = q + 0.7 * top
+        np.testing.assert_allclose(v, want / np.linalg.norm(want), atol=1e-5)
+        assert float(v @ top) > float(q @ top)  # closer to the feedback documents than the query was
+    # the doc vector is the mean of the document's chunk vectors
+    doc = first[0].ids[0]
+    rows = [i for i, d in enumerate(retriever.row_doc) if d == doc]
+    stored = retriever.dense_index.reconstruct_n(0, max(rows) + 1)[rows]
+    np.testing.assert_allclose(retriever.doc_vector(doc), stored.mean(0))
+    # search_batch with feedback = fusing BM25 with the dense list of the moved vectors
+    r = dataclasses.replace(retriever, fusion=prf)
+    got = r.search_batch(queries, "hybrid", k=50)
+    again = retriever._dense(moved)
+    for h, d2, s in zip(got, again, sparse, strict=True):
+        same(h, fuse("convex", [d2, s], alpha=0.5, norm="zscore", k=50))
+    assert any(a.ids != b.ids for a, b in zip(got, retriever.search_batch(queries, "hybrid", k=50), strict=True))

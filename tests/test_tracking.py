@@ -165,7 +165,8 @@ def test_search_frame_checks_its_input() -> None:
 def test_packaged_config_holds_what_shapes_answers() -> None:
     cfg = packaged_config({"model": "all-MiniLM-L6-v2", "batch_size": 32, "cache_dir": "/x"},
                           {"depth": 50}, FusionConfig("rrf", 0.5, "minmax", 60), "hybrid", 10, "abc:256")
-    assert cfg["fusion"] == {"method": "rrf", "alpha": 0.5, "norm": "minmax", "rrf_k": 60}
+    assert cfg["fusion"] == {"method": "rrf", "alpha": 0.5, "norm": "minmax", "rrf_k": 60,
+                             "prf_docs": 0, "prf_beta": 0.0}  # feedback off unless params turn it on
     assert cfg["retrieve"] == {"depth": 50, "dense_chunk_k": 400}
     assert cfg["embed"] == {"model": "all-MiniLM-L6-v2", "model_id": "abc:256", "device": "cpu", "batch_size": 32,
                             "query_backend": "torch"}  # the query encoder the packaged model uses

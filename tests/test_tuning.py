@@ -15,8 +15,8 @@ from ragops.tuning import fusion_grid, write_fusion_params
 
 REPO = Path(__file__).resolve().parents[1]
 MARK = "# chosen on dev by:"
-KEYS = ("method", "alpha", "norm", "rrf_k")
-BEST = {"method": "rrf", "alpha": 0.35, "norm": "zscore", "rrf_k": 20, "ndcg@10": 0.71}
+KEYS = ("method", "alpha", "norm", "rrf_k", "prf_docs", "prf_beta")
+BEST = {"method": "rrf", "alpha": 0.35, "norm": "zscore", "rrf_k": 20, "prf_docs": 0, "prf_beta": 0.0, "ndcg@10": 0.71}
 
 
 @pytest.fixture
@@ -29,7 +29,8 @@ def params_copy(tmp_path: Path) -> Path:
 
 def different(current: dict) -> dict:
     """Fusion values that differ from ``current`` in every key (so every key line must change)."""
-    options = {"method": ("rrf", "convex"), "alpha": (0.35, 0.4), "norm": ("none", "minmax"), "rrf_k": (20, 40)}
+    options = {"method": ("rrf", "convex"), "alpha": (0.35, 0.4), "norm": ("none", "minmax"), "rrf_k": (20, 40),
+               "prf_docs": (2, 1), "prf_beta": (0.5, 0.7)}
     return {k: a if current.get(k) != a else b for k, (a, b) in options.items()} | {"ndcg@10": 0.71}
 
 
@@ -93,7 +94,7 @@ def test_running_twice_keeps_one_record(params_copy: Path) -> None:
     write_fusion_params(params_copy, BEST, "first command")
     assert params_copy.read_text(encoding="utf-8") == once  # idempotent
 
-    second = {"method": "convex", "alpha": 0.6, "norm": "minmax", "rrf_k": 60}
+    second = {"method": "convex", "alpha": 0.6, "norm": "minmax", "rrf_k": 60, "prf_docs": 2, "prf_beta": 0.4}
     write_fusion_params(params_copy, second, "second command")
     text = params_copy.read_text(encoding="utf-8")
     start, end = fusion_span(text.splitlines(keepends=True))
@@ -121,6 +122,7 @@ def test_block_at_end_of_file_and_other_blocks_untouched(tmp_path: Path) -> None
     assert path.read_text(encoding="utf-8") == (
         "other:\n  method: keep   # not the fusion block\n  alpha: 0.9\n\n"
         "fusion:\n  # chosen on dev by: new\n  method: rrf  # a | b\n\n  alpha: 0.35\n  norm: zscore\n  rrf_k: 20\n"
+        "  prf_docs: 0\n  prf_beta: 0.0\n"  # keys the block lacked (an older params.yaml) are added
     )
 
 

@@ -20,6 +20,8 @@ def fusion_config(params: dict[str, Any]) -> FusionConfig:
         alpha=float(f.get("alpha", 0.5)),
         norm=f.get("norm", "minmax"),
         rrf_k=int(f.get("rrf_k", 60)),
+        prf_docs=int(f.get("prf_docs", 0)),
+        prf_beta=float(f.get("prf_beta", 0.0)),
     )
 
 

@@ -129,17 +129,18 @@ def tune_fusion(
 ) -> None:
     """Grid-search fusion (convex alpha x norm, rrf k) on the dev split; print the table."""
     from ragops.config import load_params
-    from ragops.tuning import fusion_grid, tune_fusion_on_split, write_fusion_params
+    from ragops.tuning import tune_fusion_on_split, write_fusion_params
 
     if split == "test":
         raise RagopsError("refusing to tune on the test split: tune on dev, report on test")
     params = load_params(params_file)
-    results = tune_fusion_on_split(params, split, metric, fusion_grid())
+    results = tune_fusion_on_split(params, split, metric)
     table = Table(title=f"fusion on {split} ({metric})")
-    for col in ("method", "norm", "alpha", "rrf_k", metric):
+    cols = ("method", "norm", "alpha", "rrf_k", "prf_docs", "prf_beta")
+    for col in (*cols, metric):
         table.add_column(col)
     for r in results[:15]:
-        table.add_row(r["method"], r["norm"], str(r["alpha"]), str(r["rrf_k"]), f"{r[metric]:.4f}")
+        table.add_row(*(str(r[c]) for c in cols), f"{r[metric]:.4f}")
     console.print(table)
     best = results[0]
     console.print(f"best: {best}")
@@ -199,12 +200,14 @@ def _flows_module(name: str):
 def run_pipeline(
     push: Annotated[bool | None, typer.Option("--push/--no-push", help="dvc push afterwards "
                                               "(default: orchestration.push)")] = None,
+    retrain: Annotated[bool, typer.Option("--retrain", help="retrain the models even when only the corpus "
+                                          "changed (train.retrain: on_train_change keeps them otherwise)")] = False,
 ) -> None:
     """Run the pipeline once as a Prefect flow: each DVC stage a task, then a DVC push.
 
     Uses the Prefect server in PREFECT_API_URL, or a temporary one when it is unset.
     """
-    records = _flows_module("deploy").run_once(Path.cwd(), push)
+    records = _flows_module("deploy").run_once(Path.cwd(), push, retrain)
     table = Table(title="ragops-pipeline")
     for col in ("stage", "outcome", "seconds", "message"):
         table.add_column(col, overflow="fold")

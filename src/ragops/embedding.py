@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +56,9 @@ class EmbeddingCache:
 
     def __len__(self) -> int:
         return len(self._index)
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self._index
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, list[int]]:
         """(found mask, positions of missing keys)."""
@@ -170,7 +174,7 @@ class Encoder:
         else:
             self.model = OnnxModel(ensure_export(self.path, fingerprint, Path(onnx_dir).expanduser()), backend)
             self.dim = self.model.dim
-            self.model_id = f"{fingerprint}:{self.model.max_seq_length}:{backend}"
+            self.model_id = f"{fingerprint}:{self.model.max_seq_length}:{self.model.cache_tag}"
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         return self.encode(texts)
@@ -185,3 +189,45 @@ class Encoder:
             convert_to_numpy=True,
             show_progress_bar=show_progress,
         ).astype(np.float32, copy=False)
+
+
+class CachedEncoder:
+    """``encoder`` behind the embedding cache for stages that encode many small batches (the `rag`
+    stage's answers): known texts come from the cache, new ones are encoded and kept in memory until
+    :meth:`flush` writes them as one segment. A rerun after a small corpus edit encodes only new text.
+    Other attributes (``model``, ``dim``, ``model_id``) are the wrapped encoder's."""
+
+    def __init__(self, encoder: Any, cache_dir: str | Path) -> None:
+        self.encoder = encoder
+        self.cache = EmbeddingCache(cache_dir, encoder.model_id)
+        self._new: dict[bytes, np.ndarray] = {}
+        self.hits = self.misses = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.encoder, name)
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        keys = cache_keys(self.encoder.model_id, texts).tolist()
+        out = np.empty((len(texts), self.encoder.dim), dtype=np.float32)
+        missing = [i for i, k in enumerate(keys) if k not in self._new and k not in self.cache]
+        if missing:
+            vecs = self.encoder([texts[i] for i in missing])
+            for i, v in zip(missing, vecs, strict=True):
+                self._new[keys[i]] = np.asarray(v, dtype=np.float32)
+        known = [i for i, k in enumerate(keys) if k not in self._new]
+        if known:
+            out[known] = self.cache.get(np.asarray([keys[i] for i in known], dtype="S32"), self.encoder.dim)
+        for i, k in enumerate(keys):
+            if k in self._new:
+                out[i] = self._new[k]
+        self.hits += len(texts) - len(missing)
+        self.misses += len(missing)
+        return out
+
+    def flush(self) -> None:
+        """Write the vectors encoded since the last flush into the cache (one atomic segment)."""
+        if self._new:
+            keys = np.asarray(list(self._new), dtype="S32")
+            self.cache.add(keys, np.stack(list(self._new.values())))
+            self._new = {}

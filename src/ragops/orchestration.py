@@ -94,6 +94,7 @@ class OrchestrationConfig:
 
     deployment: str = "nightly"
     cron: str = "0 2 * * *"
+    retrain_cron: str = ""  # a second schedule whose runs retrain the models ("" = none)
     timezone: str = "UTC"
     push: bool = True
     pause_on_shutdown: bool = False
@@ -120,18 +121,24 @@ class DvcResult:
     seconds: float
 
 
-def dvc_env() -> dict[str, str]:
+# Stages that train models: `retrain` forces them and sets RAGOPS_RETRAIN=1, which overrides
+# train.retrain: on_train_change (ragops.training.artifacts.reusable).
+TRAIN_STAGES = ("train_embedder", "train_reranker")
+
+
+def dvc_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for DVC: this interpreter's bin first, so a stage's ``python`` is ours."""
     bin_dir = str(Path(sys.executable).parent)
     return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-            "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+            "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(extra or {})}
 
 
-def run_dvc(root: Path, args: list[str], on_line: LineFn | None = None) -> DvcResult:
+def run_dvc(root: Path, args: list[str], on_line: LineFn | None = None,
+            extra_env: dict[str, str] | None = None) -> DvcResult:
     """Run ``dvc <args>`` in ``root``; stream each output line (progress bars left out) to ``on_line``."""
     t0 = time.perf_counter()
     lines: list[str] = []
-    with subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=root, env=dvc_env(), text=True,
+    with subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=root, env=dvc_env(extra_env), text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1) as proc:
         assert proc.stdout is not None
         for raw in proc.stdout:
@@ -245,15 +252,18 @@ def read_metrics(root: Path, stage: Stage) -> dict[str, float]:
     return values
 
 
-def reproduce(root: Path, stage: Stage, check: bool = True, on_line: LineFn | None = None) -> StageRecord:
+def reproduce(root: Path, stage: Stage, check: bool = True, on_line: LineFn | None = None,
+              force: bool = False) -> StageRecord:
     """Bring one stage up to date through DVC and say what happened.
 
     With ``check=False`` (not stale, nothing upstream ran) DVC is not called again: the stage is
-    up to date. Raises :class:`StageError` or :class:`TransientDvcError` when DVC fails.
+    up to date. ``force`` runs it even when up to date, with RAGOPS_RETRAIN=1 (a training stage then
+    retrains). Raises :class:`StageError` or :class:`TransientDvcError` when DVC fails.
     """
-    if not check:
+    if not check and not force:
         return StageRecord(stage.name, "skipped", 0.0, "up to date (dvc status)", read_metrics(root, stage))
-    result = run_dvc(root, ["repro", "--single-item", stage.name], on_line)
+    args = ["repro", "--single-item", *(["--force"] if force else []), stage.name]
+    result = run_dvc(root, args, on_line, {"RAGOPS_RETRAIN": "1"} if force else None)
     _check(result, stage.name)
     outcome, message = repro_outcome(result.output, stage.name)
     if outcome == "ran" and stage.name == "register":

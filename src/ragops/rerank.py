@@ -83,3 +83,26 @@ class CrossEncoderScorer:
                 feats = self.features(queries[i : i + self.batch_size], passages[i : i + self.batch_size])
                 out.append(self.model(**feats).logits[:, 0].float().numpy())
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+class PairEncoder:
+    """A cross-encoder seen as an encoder of joined (query, passage) texts into one-value vectors, so
+    that ``ragops.embedding.CachedEncoder`` can keep its scores (the `evaluate` stage: a rerun after a
+    small corpus edit scores only the pairs it has not seen)."""
+
+    SEP = "\x00"
+    dim = 1
+
+    def __init__(self, scorer: CrossEncoderScorer) -> None:
+        from ragops.models import model_fingerprint
+
+        self.scorer = scorer
+        self.model_id = f"cross-encoder:{model_fingerprint(scorer.path)}:{scorer.max_length}"
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        queries, passages = zip(*(t.split(self.SEP, 1) for t in texts), strict=True)
+        return self.scorer.score_pairs(list(queries), list(passages))[:, None]
+
+    @classmethod
+    def join(cls, query: str, passages: Sequence[str]) -> list[str]:
+        return [f"{query}{cls.SEP}{p}" for p in passages]

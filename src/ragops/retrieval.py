@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -39,6 +39,14 @@ class FusionConfig:
     alpha: float = 0.5
     norm: str = "minmax"
     rrf_k: int = 60
+    # Dense pseudo-relevance feedback (Rocchio): q' = q + prf_beta * mean vector of the first fused list's
+    # top prf_docs documents; the dense side is searched again with q' and fused again. 0 = off.
+    prf_docs: int = 0
+    prf_beta: float = 0.0
+
+    @property
+    def feedback(self) -> bool:
+        return self.prf_docs > 0 and self.prf_beta > 0
 
 
 @dataclass
@@ -53,14 +61,14 @@ class Retriever:
     dense_chunk_k: int = 400
     fusion: FusionConfig = field(default_factory=FusionConfig)
     bm25_row_doc: dict[str, str] | None = None  # chunk id -> doc id when BM25 indexes chunks
+    _doc_rows: dict[str, list[int]] | None = field(default=None, init=False, repr=False)
 
     def _bm25(self, queries: Sequence[str]) -> list[Hits]:
         hits = self.bm25.search_batch(queries, self.depth if self.bm25_row_doc is None else self.dense_chunk_k)
         if self.bm25_row_doc is None:
             return hits
         return [
-            max_by_doc(h.scores, np.arange(len(h.ids)), [self.bm25_row_doc[i] for i in h.ids], self.depth)
-            for h in hits
+            max_by_doc(h.scores, np.arange(len(h.ids)), [self.bm25_row_doc[i] for i in h.ids], self.depth) for h in hits
         ]
 
     def _dense(self, query_vecs: np.ndarray) -> list[Hits]:
@@ -72,6 +80,38 @@ class Retriever:
         queries = list(queries)
         return self._dense(self.encode(queries)), self._bm25(queries)
 
+    def doc_vector(self, doc: str) -> np.ndarray:
+        """Mean of a document's chunk vectors, read back from the FAISS index."""
+        if self._doc_rows is None:
+            rows: dict[str, list[int]] = {}
+            for i, d in enumerate(self.row_doc):
+                rows.setdefault(d, []).append(i)
+            self._doc_rows = rows
+        return np.mean([self.dense_index.reconstruct(i) for i in self._doc_rows[doc]], axis=0)
+
+    def feedback_vectors(self, query_vecs: np.ndarray, first: Sequence[Hits], docs: int, beta: float) -> np.ndarray:
+        """Rocchio: each query vector moved towards its first list's top ``docs`` documents, renormalized."""
+        out = np.array(query_vecs, dtype=np.float32)
+        for i, hits in enumerate(first):
+            top = hits.ids[:docs]
+            if top:
+                v = out[i] + beta * np.mean([self.doc_vector(d) for d in top], axis=0)
+                out[i] = v / max(float(np.linalg.norm(v)), 1e-12)
+        return out
+
+    def hybrid(
+        self, query_vecs: np.ndarray, dense: list[Hits], sparse: list[Hits], f: FusionConfig, k: int
+    ) -> list[Hits]:
+        """Fused lists under ``f``; with feedback on, the dense side is searched again from the fused top."""
+        fused = [
+            fuse(f.method, [d, s], alpha=f.alpha, norm=f.norm, rrf_k=f.rrf_k, k=k)
+            for d, s in zip(dense, sparse, strict=True)
+        ]
+        if not f.feedback:
+            return fused
+        dense = self._dense(self.feedback_vectors(query_vecs, fused, f.prf_docs, f.prf_beta))
+        return self.hybrid(query_vecs, dense, sparse, replace(f, prf_docs=0), k)
+
     def search_batch(self, queries: Sequence[str], mode: str = "hybrid", k: int | None = None) -> list[Hits]:
         if mode not in MODES:
             raise unknown_name("mode", mode, MODES)
@@ -80,16 +120,13 @@ class Retriever:
         if not queries:
             return []
         sparse = self._bm25(queries) if mode in ("bm25", "hybrid") else None
-        dense = self._dense(self.encode(queries)) if mode in ("dense", "hybrid") else None
+        vecs = self.encode(queries) if mode in ("dense", "hybrid") else None
+        dense = self._dense(vecs) if vecs is not None else None
         if mode == "bm25":
             return [h.top(k) for h in sparse]
         if mode == "dense":
             return [h.top(k) for h in dense]
-        f = self.fusion
-        return [
-            fuse(f.method, [d, s], alpha=f.alpha, norm=f.norm, rrf_k=f.rrf_k, k=k)
-            for d, s in zip(dense, sparse, strict=True)
-        ]
+        return self.hybrid(vecs, dense, sparse, self.fusion, k)
 
     def search(self, query: str, mode: str = "hybrid", k: int | None = None) -> Hits:
         return self.search_batch([query], mode, k)[0]

@@ -12,23 +12,36 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ragops.answer.cross_encoder import (
+    CE_DIR,
+    CE_FEATURES,
+    CrossEncoderConfig,
+    GroundingCrossEncoder,
+    ce_features,
+    train_cross_encoder,
+    training_examples,
+)
 from ragops.answer.grounding_data import Pair
 from ragops.answer.grounding_metrics import auroc, best_threshold, grounding_report
 from ragops.answer.negate import negate
 from ragops.answer.scorers import (
     FEATURES,
     LEXICAL_BASELINE_THRESHOLD,
+    Docs,
     EncodeFn,
     LogisticModel,
     embedding_scores,
     lexical_score,
+    rank_sentences,
+    stack_inputs,
     trained_features,
 )
-from ragops.answer.text import negation_count
+from ragops.answer.text import decrease_count, negation_count
 
 log = logging.getLogger("ragops.grounding")
 
@@ -39,6 +52,8 @@ class TrainConfig:
     folds: int = 5
     c_grid: tuple[float, ...] = field(default=(0.003, 0.01, 0.03, 0.1))  # inverse L2 strength, chosen by CV
     seed: int = 42
+    # The cross-encoder (ragops.answer.cross_encoder), stacked on the logistic model; None = logistic only.
+    cross_encoder: CrossEncoderConfig | None = None
 
 
 def pair_docs(pair: Pair, sentences: dict[str, list[str]]) -> list[list[str]]:
@@ -82,9 +97,10 @@ def training_rows(pairs: Sequence[Pair], augment: bool) -> tuple[list[str], list
 
 def fit_trained(
     x: np.ndarray, y: np.ndarray, groups: Sequence[str], synthetic: np.ndarray, cfg: TrainConfig
-) -> tuple[LogisticModel, float, dict[str, Any]]:
+) -> tuple[LogisticModel, float, dict[str, Any], np.ndarray]:
     """Choose C by out-of-fold AUROC on the real (non-synthetic) train pairs, take the threshold with the
-    best out-of-fold F1, refit on all of train. Returns (model, threshold, cross-validation record)."""
+    best out-of-fold F1, refit on all of train. Returns (model, threshold, cross-validation record, the
+    out-of-fold predictions at the chosen C)."""
     folds = group_folds(groups, cfg.folds, cfg.seed)
     real = ~synthetic
     best: tuple[float, float, np.ndarray] | None = None
@@ -101,13 +117,72 @@ def fit_trained(
     score, c, oof = best
     threshold = best_threshold(oof[real], y[real])
     record = {"C": c, "cv_auroc": round(score, 4), "grid": cv, "folds": cfg.folds}
-    return fit_logistic(x, y, c, cfg.seed), threshold, record
+    return fit_logistic(x, y, c, cfg.seed), threshold, record, oof
+
+
+def fit_stacked(
+    train: Sequence[Pair],
+    sentences: dict[str, list[str]],
+    encode: EncodeFn,
+    base_model: str | Path,
+    owners: Sequence[Pair],
+    synthetic: np.ndarray,
+    oof: np.ndarray,
+    cfg: TrainConfig,
+) -> tuple[GroundingCrossEncoder, LogisticModel, float, dict[str, Any]]:
+    """The cross-encoder trained on the claims of folds 1..k-1, and a small logistic "stacker" over
+    (logistic model's logit, cross-encoder features) fit on fold 0, where both are out-of-sample (the
+    logistic model's out-of-fold predictions come from the same folds). Its threshold and cross-validated
+    AUROC come from a k-fold split of fold 0's claims. Returns (cross-encoder, stacker, threshold, record)."""
+    assert cfg.cross_encoder is not None
+    ce_cfg = cfg.cross_encoder
+    groups = [p.claim_id for p in owners]
+    fold_of = dict(zip(groups, group_folds(groups, cfg.folds, cfg.seed), strict=True))
+    fit_part = [p for p in train if fold_of[p.claim_id] != 0]
+    docs = [sentences.get(p.doc_id, []) for p in fit_part]
+    order = rank_sentences(encode, [p.claim for p in fit_part], [[d] for d in docs])
+    examples = training_examples(
+        fit_part, sentences, {(p.claim_id, p.doc_id): o for p, o in zip(fit_part, order, strict=True)}, cfg.seed
+    )
+    ce, ce_record = train_cross_encoder(base_model, examples, ce_cfg)
+    rows = [i for i, p in enumerate(owners) if not synthetic[i] and fold_of[p.claim_id] == 0]
+    held = [owners[i] for i in rows]
+    x = stack_inputs(oof[rows], ce_feats(ce, encode, [p.claim for p in held], [pair_docs(p, sentences) for p in held]))
+    y = np.asarray([p.label == "SUPPORT" for p in held])
+    inner = group_folds([p.claim_id for p in held], cfg.folds, cfg.seed + 1)
+    pred = np.zeros(len(y))
+    for f in range(cfg.folds):
+        pred[inner == f] = fit_logistic(x[inner != f], y[inner != f], 1.0, cfg.seed).predict(x[inner == f])
+    lab = np.asarray([p.label for p in held])
+    sc = lab != "NEI"
+    record = {
+        "stack_pairs": len(held),
+        "stack_cv_auroc": round(auroc(pred, y), 4),
+        "stack_cv_auroc_support_vs_contradict": round(auroc(pred[sc], y[sc]), 4),
+        "logistic_oof_auroc_same_pairs": round(auroc(oof[rows], y), 4),
+        "cross_encoder": {**ce_record, "train_pairs": len(fit_part)},
+    }
+    return ce, fit_logistic(x, y, 1.0, cfg.seed), best_threshold(pred, y), record
+
+
+def ce_feats(ce: GroundingCrossEncoder, encode: EncodeFn, claims: Sequence[str], docs: Sequence[Docs]) -> np.ndarray:
+    """The cross-encoder features of each claim against its documents' most similar sentences."""
+    order = rank_sentences(encode, claims, docs)
+    flat = [[s for doc in d for s in doc] for d in docs]
+    return ce_features(ce, claims, [[f[i] for i in o] for f, o in zip(flat, order, strict=True)])
 
 
 def fit_and_evaluate(
-    train: Sequence[Pair], test: Sequence[Pair], sentences: dict[str, list[str]], encode: EncodeFn, cfg: TrainConfig
+    train: Sequence[Pair],
+    test: Sequence[Pair],
+    sentences: dict[str, list[str]],
+    encode: EncodeFn,
+    cfg: TrainConfig,
+    base_model: str | Path | None = None,
+    ce_dir: str | Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(scorers.json content: thresholds and the trained model, report: every scorer on ``test``)."""
+    """(scorers.json content: thresholds and the trained model, report: every scorer on ``test``).
+    With ``cfg.cross_encoder``, the cross-encoder is fine-tuned from ``base_model`` and saved to ``ce_dir``."""
     t0 = time.perf_counter()
     encode = memo_encode(encode)  # the scorers share sentences: each text is encoded once
     labels = [p.label for p in test]
@@ -135,8 +210,7 @@ def fit_and_evaluate(
     t1 = time.perf_counter()
     claims, owners, y, synthetic = training_rows(train, cfg.augment)
     x = trained_features(encode, claims, [pair_docs(p, sentences) for p in owners])
-    model, threshold, cv = fit_trained(x, y, [p.claim_id for p in owners], synthetic, cfg)
-    train_seconds = time.perf_counter() - t1
+    model, threshold, cv, oof = fit_trained(x, y, [p.claim_id for p in owners], synthetic, cfg)
     s_test = model.predict(trained_features(encode, [p.claim for p in test], test_docs))
     saved["trained"] = {
         "threshold": round(threshold, 6),
@@ -145,6 +219,29 @@ def fit_and_evaluate(
         "cv": cv,
         "augment": cfg.augment,
     }
+    report["diagnostics"] = {
+        "claim_only": claim_only(encode, claims, y, [p.claim for p in test], labels, cfg.seed),
+        "logistic_only": grounding_report(s_test, labels, threshold),
+    }
+    if cfg.cross_encoder is not None:
+        if base_model is None or ce_dir is None:
+            raise ValueError("the cross-encoder needs base_model and ce_dir")
+        ce, stacker, threshold, stack_record = fit_stacked(
+            train, sentences, encode, base_model, owners, synthetic, oof, cfg
+        )
+        ce.save(ce_dir)
+        ce_test = ce_feats(ce, encode, [p.claim for p in test], test_docs)
+        s_test = stacker.predict(stack_inputs(s_test, ce_test))
+        sup, con = CE_FEATURES.index("ce_topk_support"), CE_FEATURES.index("ce_topk_contradict")
+        report["diagnostics"]["cross_encoder_only"] = grounding_report(ce_test[:, sup] - ce_test[:, con], labels, 0.0)
+        saved["trained"].update(
+            threshold=round(threshold, 6),
+            stacker=stacker.to_dict(),
+            stack_features=["logit(logistic)", *CE_FEATURES],
+            cross_encoder={"dir": CE_DIR, "max_length": cfg.cross_encoder.max_length, "top_k": cfg.cross_encoder.top_k},
+        )
+        cv = {**cv, **stack_record}
+    train_seconds = time.perf_counter() - t1
     report["scorers"]["trained"] = grounding_report(s_test, labels, threshold)
     report["train"]["trained"] = cv
     report["negation"] = negation_table(test, labels)
@@ -156,6 +253,23 @@ def fit_and_evaluate(
         {k: (v["auroc"], v["auroc_support_vs_contradict"], v["f1"]) for k, v in report["scorers"].items()},
     )
     return saved, report
+
+
+def claim_only(
+    encode: EncodeFn, claims: Sequence[str], y: np.ndarray, test: Sequence[str], labels: Sequence[str], seed: int
+) -> dict[str, float]:
+    """Diagnostic, never a scorer: a logistic model over the claim alone (MiniLM vector, negation and
+    direction cues) on the same training rows, judged on the evaluation claims — how much of the label the
+    claim wording gives away without any evidence. C = 0.03: the best of bench/grounding_ablation.py
+    --claim-only on train."""
+
+    def feats(cs: Sequence[str]) -> np.ndarray:
+        cues = np.asarray([[negation_count(c) > 0, decrease_count(c) > 0] for c in cs], dtype=float)
+        return np.hstack([cues, encode(list(cs))])
+
+    model = fit_logistic(feats(claims), y, 0.03, seed)
+    threshold = best_threshold(model.predict(feats(claims)), y)
+    return grounding_report(model.predict(feats(test)), labels, threshold)
 
 
 def memo_encode(encode: EncodeFn) -> EncodeFn:

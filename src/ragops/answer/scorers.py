@@ -7,8 +7,9 @@ Every scorer maps (claim, documents) to a score in [0, 1]; a document is a list 
   the single best document (substring test, as the baseline does), supported at >= 0.7 by default.
 - ``embedding``: the best cosine similarity of the claim to any document sentence (MiniLM), clipped to [0, 1].
 - ``trained``: a logistic regression trained on claims_train over the claim's best-matching sentence:
-  MiniLM pair features (u*v, |u-v|, u-v), the two scores above, and negation / direction cues
-  (training: ragops.answer.grounding_train).
+  MiniLM pair features (u*v, |u-v|, u-v), the two scores above, and negation / direction cues; when the
+  stage trained one, stacked with a 3-label cross-encoder that reads the claim and its most similar
+  sentences together (ragops.answer.cross_encoder; training: ragops.answer.grounding_train).
 """
 
 from __future__ import annotations
@@ -74,14 +75,15 @@ class Scorer:
         return np.asarray(self.fn(claims, docs_per_claim), dtype=np.float64)
 
 
+# No claim-only cue: "the claim holds a negation" predicts CONTRADICT in SciFact without reading the
+# evidence (annotators wrote the contradictions by negating), so the cues are the evidence's and the
+# claim/evidence mismatches only (docs/grounding.md, "The claim alone gives part of the label away").
 FEATURES = (
     "cos_max",
     "cos_second",
     "lexical",
-    "claim_negated",
     "evidence_negated",
     "negation_mismatch",
-    "claim_decrease",
     "evidence_decrease",
     "direction_mismatch",
 )
@@ -106,7 +108,7 @@ def trained_features(encode: EncodeFn, claims: Sequence[str], docs_per_claim: Se
         u = claim_vecs[i]
         cn, cd = float(negation_count(claim) > 0), float(decrease_count(claim) > 0)
         if not sents:
-            out[i, : len(FEATURES)] = [0, 0, 0, cn, 0, cn, cd, 0, cd]
+            out[i, : len(FEATURES)] = [0, 0, 0, 0, cn, 0, cd]
             continue
         s_vecs = sent_vecs[[row[s] for s in sents]]
         cos = s_vecs @ u
@@ -118,16 +120,35 @@ def trained_features(encode: EncodeFn, claims: Sequence[str], docs_per_claim: Se
             float(cos[order[0]]),
             second,
             lexical_score(claim, docs),
-            cn,
             en,
             float(cn != en),
-            cd,
             ed,
             float(cd != ed),
         ]
         v2 = s_vecs[order[:2]].mean(axis=0)
         out[i] = np.concatenate([hand, u * v, np.abs(u - v), u - v, u * v2])
     return out
+
+
+def rank_sentences(encode: EncodeFn, claims: Sequence[str], docs_per_claim: Sequence[Docs]) -> list[list[int]]:
+    """Per claim, the indices of its documents' sentences (flattened, in order) by cosine to it, best first."""
+    sentences = sorted({s for docs in docs_per_claim for doc in docs for s in doc})
+    if not claims:
+        return []
+    vecs = encode(list(claims) + sentences)
+    claim_vecs, sent_vecs = vecs[: len(claims)], vecs[len(claims) :]
+    row = {s: i for i, s in enumerate(sentences)}
+    out = []
+    for i, docs in enumerate(docs_per_claim):
+        idx = [row[s] for doc in docs for s in doc]
+        out.append([int(j) for j in np.argsort(-(sent_vecs[idx] @ claim_vecs[i]), kind="stable")] if idx else [])
+    return out
+
+
+def stack_inputs(logistic_scores: np.ndarray, ce: np.ndarray) -> np.ndarray:
+    """The stacker's inputs: the logistic model's logit, then the cross-encoder features."""
+    p = np.clip(np.asarray(logistic_scores, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.column_stack([np.log(p / (1 - p)), ce])
 
 
 @dataclass(frozen=True)
@@ -185,5 +206,20 @@ def load_scorer(
             f"the trained scorer is not built ({Path(str(model_dir)) / SCORERS_FILE} missing): "
             "run `dvc repro grounding`, or choose --scorer lexical|embedding"
         )
-    lr = LogisticModel.from_dict(saved["trained"]["logistic"])
-    return Scorer(name, threshold, lambda cs, ds: lr.predict(trained_features(encode, cs, ds)))
+    t = saved["trained"]
+    lr = LogisticModel.from_dict(t["logistic"])
+    if "stacker" not in t:
+        return Scorer(name, threshold, lambda cs, ds: lr.predict(trained_features(encode, cs, ds)))
+    from ragops.answer.cross_encoder import GroundingCrossEncoder, ce_features
+
+    ce_cfg = t["cross_encoder"]
+    ce = GroundingCrossEncoder.load(Path(str(model_dir)) / ce_cfg["dir"], ce_cfg["max_length"], ce_cfg["top_k"])
+    stacker = LogisticModel.from_dict(t["stacker"])
+
+    def score(cs: Sequence[str], ds: Sequence[Docs]) -> np.ndarray:
+        order = rank_sentences(encode, cs, ds)
+        flat = [[s for doc in d for s in doc] for d in ds]
+        ranked = [[f[i] for i in o] for f, o in zip(flat, order, strict=True)]
+        return stacker.predict(stack_inputs(lr.predict(trained_features(encode, cs, ds)), ce_features(ce, cs, ranked)))
+
+    return Scorer(name, threshold, score)

@@ -90,6 +90,7 @@ def load_dense(path: str | Path):
     cfg = json.loads((path / "config.json").read_text())
     if cfg["kind"] == "ivf":
         index.nprobe = min(cfg["ivf_nprobe"], index.nlist)
+        index.make_direct_map()  # rows readable by id: pseudo-relevance feedback reconstructs doc vectors
     elif cfg["kind"] == "hnsw":
         index.hnsw.efSearch = cfg["hnsw_ef_search"]
     return index

@@ -111,21 +111,15 @@ class Served:
 
 
 def quiet_onnx(encode, threads: int) -> None:
-    """An ONNX query encoder gets ``threads`` intra-op threads that do not spin. ONNX Runtime's pool spins
-    between runs by default: harmless in a loop, but in the server it takes the cores from the other search
-    thread and the HTTP loop (the torch backend is capped per search thread: ragops.serving.runner)."""
-    session = getattr(getattr(encode, "model", None), "session", None)
-    path = getattr(session, "_model_path", None)
-    if threads <= 0 or path is None:
-        return
-    import onnxruntime as ort
+    """An ONNX query encoder gets ``threads`` intra-op threads that do not spin, one run at a time. ONNX
+    Runtime's pool spins between runs by default: harmless in a loop, but in the server it takes the cores
+    from the other search thread and the HTTP loop (the torch backend is capped per search thread:
+    ragops.serving.runner)."""
+    from ragops.onnx_encoder import OnnxModel
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    encode.model.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    model = getattr(encode, "model", None)
+    if threads > 0 and isinstance(model, OnnxModel):
+        model.configure(threads=threads, workers=1, spinning=False)
 
 
 def snippet(text: str, limit: int) -> str:

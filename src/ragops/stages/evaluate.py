@@ -21,6 +21,8 @@ def main(params: dict[str, Any]) -> None:
     paths, cfg = params["paths"], params["evaluate"]
     modes = list(cfg["modes"])
     retriever = load_router(params, modes)  # base, fine-tuned and reranking modes (ragops.modes)
+    memo = cache_rerank_scores(retriever, params["embed"]["cache_dir"])
+    latency_splits = set(cfg.get("latency_splits", cfg["splits"]))
     queries = pd.read_parquet(paths["queries"])
     text_of = dict(zip(queries["query_id"], queries["text"], strict=True))
     qrels = pd.read_parquet(paths["qrels"])
@@ -35,8 +37,11 @@ def main(params: dict[str, Any]) -> None:
         texts = [text_of[q] for q in qids]
         metrics[split] = {}
         for mode in modes:
-            res = evaluate_mode(retriever, qids, texts, split_qrels, mode, DEFAULT_METRICS,
-                                int(cfg.get("latency_sample", 100)), int(params["seed"]))
+            n_latency = int(cfg.get("latency_sample", 100)) if split in latency_splits else 0
+            res = evaluate_mode(retriever, qids, texts, split_qrels, mode, DEFAULT_METRICS, n_latency,
+                                int(params["seed"]))
+            if memo is not None:
+                memo.flush()
             metrics[split][mode] = summarize(res)
             rows += [{"split": split, "mode": mode, "query_id": q, **m} for q, m in res.per_query.items()]
             log.info("%s %-7s %s", split, mode, metrics[split][mode])
@@ -47,6 +52,20 @@ def main(params: dict[str, Any]) -> None:
     write_json(paths["metrics"], metrics)
     write_csv(paths["per_query"], per_query)
     write_plots(per_query, Path(paths["plots"]))
+
+
+def cache_rerank_scores(router, cache_dir: str):
+    """Batch evaluation reads cross-encoder scores through the embedding cache (keyed by the reranker's
+    fingerprint, max_length and the pair's text); latency is always measured on fresh scoring."""
+    from ragops.embedding import CachedEncoder
+    from ragops.rerank import PairEncoder
+
+    ce = getattr(router.scorer, "__self__", None)
+    if ce is None:
+        return None
+    memo = CachedEncoder(PairEncoder(ce), cache_dir)
+    router.batch_scorer = lambda query, passages: memo(PairEncoder.join(query, passages))[:, 0]
+    return memo
 
 
 def write_plots(per_query: pd.DataFrame, out: Path) -> None:

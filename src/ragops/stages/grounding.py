@@ -1,7 +1,7 @@
 """Stage `grounding`: fit the grounding scorers on claims_train, evaluate every scorer on the
 evaluation claims (claims_dev.csv: the 300 test claims) -> models/grounding/ and reports/grounding.json.
 
-Reads ``<data.dataset>/{grounding.train_file, grounding.eval_file, grounding.sentences_file}``.
+Reads ``<paths.claims>/{grounding.train_file, grounding.eval_file, grounding.sentences_file}`` (prepare's copy).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from ragops.answer.cross_encoder import CE_DIR, CrossEncoderConfig
 from ragops.answer.grounding_data import read_pairs, read_sentences
 from ragops.answer.grounding_train import TrainConfig, fit_and_evaluate
 from ragops.answer.scorers import SCORERS_FILE
@@ -39,7 +40,7 @@ def main(params: dict[str, Any]) -> None:
     from ragops.embedding import Encoder
 
     g, paths, seed = params["grounding"], params["paths"], int(params["seed"])
-    folder = Path(params["data"]["dataset"])
+    folder = Path(paths["claims"])  # prepare's copy of the data set's labelled claims
     files = {k: folder / g[k] for k in ("train_file", "eval_file", "sentences_file")}
     missing = [str(path) for path in files.values() if not path.is_file()]
     if missing:  # a data set without labelled claims (your own documents): fixed thresholds, no trained scorer
@@ -52,14 +53,36 @@ def main(params: dict[str, Any]) -> None:
     train = sample(read_pairs(files["train_file"], sentences), int(g.get("max_train_pairs", 0)), seed)
     test = sample(read_pairs(files["eval_file"], sentences), int(g.get("max_eval_pairs", 0)), seed)
     cfg = TrainConfig(
-        augment=bool(g["augment"]), folds=int(g["folds"]), c_grid=tuple(float(c) for c in g["c_grid"]), seed=seed
+        augment=bool(g["augment"]),
+        folds=int(g["folds"]),
+        c_grid=tuple(float(c) for c in g["c_grid"]),
+        seed=seed,
+        cross_encoder=cross_encoder_config(g.get("cross_encoder"), seed),
     )
     encoder = Encoder(params["embed"]["model"], device=params["embed"].get("device", "cpu"))
-    saved, report = fit_and_evaluate(train, test, sentences, encoder, cfg)
-    saved["embed_model"] = params["embed"]["model"]
     with atomic_dir(paths["grounding_model"]) as tmp:
+        saved, report = fit_and_evaluate(
+            train, test, sentences, encoder, cfg, base_model=encoder.path, ce_dir=tmp / CE_DIR
+        )
+        saved["embed_model"] = params["embed"]["model"]
         write_json(tmp / SCORERS_FILE, saved)
     write_json(paths["grounding_report"], report)
+
+
+def cross_encoder_config(ce: dict[str, Any] | None, seed: int) -> CrossEncoderConfig | None:
+    """``grounding.cross_encoder`` as a config; None when absent or ``enabled: false``."""
+    if not ce or not ce.get("enabled", True):
+        return None
+    return CrossEncoderConfig(
+        epochs=int(ce["epochs"]),
+        lr=float(ce["lr"]),
+        head_lr=float(ce["head_lr"]),
+        batch_size=int(ce["batch_size"]),
+        max_length=int(ce["max_length"]),
+        top_k=int(ce["top_k"]),
+        threads=int(ce["threads"]),
+        seed=seed,
+    )
 
 
 if __name__ == "__main__":

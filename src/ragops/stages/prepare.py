@@ -3,15 +3,21 @@
 Reads ``data.dataset``, ``prepare.dev_fraction``, ``prepare.max_docs``, ``seed``; writes
 ``paths.docs``, ``paths.queries``, ``paths.qrels`` and ``paths.prepare_stats``. All validation
 happens before the first write, and every write is atomic.
+
+It also copies the labelled claims of the grounding benchmark (``grounding.train_file``, ``eval_file``,
+``sentences_file``, when the data set has them) into ``paths.claims``: the `grounding` stage depends on
+that copy, not on the whole data set, so editing documents does not retrain the grounding scorers.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+from pathlib import Path
 from typing import Any
 
 from ragops.data.prepare import prepare_dataset
-from ragops.io import write_json, write_parquet
+from ragops.io import atomic_dir, write_json, write_parquet
 from ragops.timing import run_stage
 
 log = logging.getLogger(__name__)
@@ -30,11 +36,24 @@ def main(params: dict[str, Any]) -> None:
     write_parquet(paths["queries"], prepared.queries)
     write_parquet(paths["qrels"], prepared.qrels)
     write_json(paths["prepare_stats"], prepared.stats)
+    if "claims" in paths:
+        g = params.get("grounding", {})
+        names = [g[k] for k in ("train_file", "eval_file", "sentences_file") if k in g]
+        copy_claims(params["data"]["dataset"], names, paths["claims"])
     stats = prepared.stats
     log.info("prepare: %d docs, %d queries, %d judgments",
              stats["docs"], stats["queries"], stats["judgments"])
     for split, counts in stats["splits"].items():
         log.info("prepare: %s: %d queries, %d judgments", split, counts["queries"], counts["judgments"])
+
+
+def copy_claims(dataset: str | Path, names: list[str], dest: str | Path) -> None:
+    """``dest`` = the files of ``names`` found in ``dataset``, plus ``claims.json`` saying which were missing."""
+    with atomic_dir(dest) as tmp:
+        found = [n for n in names if (Path(dataset) / n).is_file()]
+        for name in found:
+            shutil.copyfile(Path(dataset) / name, tmp / name)
+        write_json(tmp / "claims.json", {"files": found, "missing": sorted(set(names) - set(found))})
 
 
 if __name__ == "__main__":

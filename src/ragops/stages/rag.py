@@ -11,6 +11,7 @@ import pandas as pd
 from ragops.answer import build_answerer
 from ragops.answer.rag_eval import rag_metrics
 from ragops.artifacts import load_retriever
+from ragops.embedding import CachedEncoder
 from ragops.errors import ConfigError
 from ragops.evaluation import qrels_for_split
 from ragops.io import write_json
@@ -24,6 +25,8 @@ def main(params: dict[str, Any]) -> None:
 
     paths, cfg = params["paths"], params["rag"]
     retriever = load_retriever(params)
+    # sentences and queries through the embedding cache: a rerun after a small corpus edit encodes only new text
+    retriever.encode = memo = CachedEncoder(retriever.encode, params["embed"]["cache_dir"])
     docs = pd.read_parquet(paths["docs"], columns=["doc_id", "title", "text"])
     queries = pd.read_parquet(paths["queries"])
     text_of = dict(zip(queries["query_id"].astype(str), queries["text"], strict=True))
@@ -38,7 +41,11 @@ def main(params: dict[str, Any]) -> None:
         import random
 
         qids = sorted(random.Random(int(params["seed"])).sample(qids, min(len(qids), int(cfg["max_queries"]))))
-    answers = [answerer.ask(text_of[q]) for q in tqdm(qids, desc="rag", unit="q", mininterval=5)]
+    try:
+        answers = [answerer.ask(text_of[q]) for q in tqdm(qids, desc="rag", unit="q", mininterval=5)]
+    finally:
+        memo.flush()
+    log.info("encoder cache: %d texts found, %d encoded", memo.hits, memo.misses)
     metrics = rag_metrics(answers, [set(qrels[q]) for q in qids])
     metrics.update(split=cfg["split"], generator="extractive", scorer=answerer.scorer.name)
     write_json(paths["rag_report"], metrics)

@@ -17,11 +17,14 @@ from ragops.artifacts import load_retriever
 from ragops.evaluation import qrels_for_split
 from ragops.io import atomic_dir, read_npy, write_json
 from ragops.timing import run_stage
-from ragops.training.artifacts import MARKER, write_skipped
+from ragops.training import artifacts, data, embedder
+from ragops.training.artifacts import MARKER, file_sha256, reusable, training_key, write_skipped
 from ragops.training.data import best_chunk_rows, build_examples, interleave, train_positives
 from ragops.training.embedder import TrainConfig, rerank_pool_score, train_bi_encoder
 
 log = logging.getLogger("ragops.train_embedder")
+# the training code: part of the training key (the stage module and what it trains with)
+CODE = [__file__, data.__file__, embedder.__file__, artifacts.__file__]
 
 
 def train_config(cfg: dict[str, Any], seed: int) -> TrainConfig:
@@ -44,6 +47,12 @@ def main(params: dict[str, Any]) -> None:
         reason = "disabled (train.embedder.enabled)" if positives else "no train judgments in the dataset"
         log.info("embedder not trained: %s", reason)
         write_skipped(paths["embedder"], reason)
+        return
+    key = training_key(params, cfg, CODE)
+    if reusable(paths["embedder"], key, str(params["train"].get("retrain", "always"))):
+        log.info(
+            "embedder kept: its training key is unchanged (train.retrain: on_train_change; RAGOPS_RETRAIN=1 retrains)"
+        )
         return
     from ragops.models import load_sentence_transformer
 
@@ -92,6 +101,8 @@ def main(params: dict[str, Any]) -> None:
             tmp / MARKER,
             {
                 "trained": True,
+                "train_key": key,
+                "corpus_chunks_sha256": file_sha256(paths["chunks"]),  # the corpus it was trained on
                 "base": params["embed"]["model"],
                 "seed": seed,
                 "examples": len(examples),

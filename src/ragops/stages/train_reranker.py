@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ragops import rerank
 from ragops.artifacts import load_retriever
 from ragops.evaluation import as_run, qrels_for_split
 from ragops.io import atomic_dir, write_json
@@ -23,11 +24,14 @@ from ragops.records import Hits
 from ragops.rerank import doc_passage, rerank_hits
 from ragops.stages.train_embedder import train_config
 from ragops.timing import run_stage
-from ragops.training.artifacts import MARKER, write_skipped
+from ragops.training import artifacts, data, reranker
+from ragops.training.artifacts import MARKER, file_sha256, reusable, training_key, write_skipped
 from ragops.training.data import build_examples, interleave, train_positives
 from ragops.training.reranker import init_cross_encoder, train_cross_encoder
 
 log = logging.getLogger("ragops.train_reranker")
+# the training code: part of the training key (the stage module and what it trains with)
+CODE = [__file__, data.__file__, reranker.__file__, artifacts.__file__, rerank.__file__]
 
 
 def main(params: dict[str, Any]) -> None:
@@ -38,6 +42,12 @@ def main(params: dict[str, Any]) -> None:
         reason = "disabled (train.reranker.enabled)" if positives else "no train judgments in the dataset"
         log.info("reranker not trained: %s", reason)
         write_skipped(paths["reranker"], reason)
+        return
+    key = training_key(params, cfg, CODE)
+    if reusable(paths["reranker"], key, str(params["train"].get("retrain", "always"))):
+        log.info(
+            "reranker kept: its training key is unchanged (train.retrain: on_train_change; RAGOPS_RETRAIN=1 retrains)"
+        )
         return
     text_of = pd.read_parquet(paths["queries"]).set_index("query_id")["text"]
     docs = pd.read_parquet(paths["docs"])
@@ -64,6 +74,8 @@ def main(params: dict[str, Any]) -> None:
             tmp / MARKER,
             {
                 "trained": True,
+                "train_key": key,
+                "corpus_chunks_sha256": file_sha256(paths["chunks"]),  # the corpus it was trained on
                 "base": params["embed"]["model"],
                 "seed": seed,
                 "groups": len(examples),

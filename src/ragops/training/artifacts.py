@@ -8,12 +8,55 @@ Both stages always write their output folder (DVC needs it); ``training.json`` i
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ragops.errors import unknown_name
 from ragops.io import atomic_dir, read_json, write_json
 
 MARKER = "training.json"
+# When a training stage runs (DVC saw a dependency change), `always` retrains; `on_train_change` keeps
+# the model in place when its training key is unchanged: a corpus edit alone then costs re-embedding,
+# not retraining. RAGOPS_RETRAIN=1 forces retraining under either policy (the scheduled retrain).
+RETRAIN_POLICIES = ("always", "on_train_change")
+
+
+def training_key(params: dict[str, Any], cfg: dict[str, Any], code: Sequence[str | Path]) -> str:
+    """Hash of what a trained model depends on apart from the corpus: the train and dev queries and their
+    judgments, the stage's params, the seed, the base model, the training code."""
+    import pandas as pd
+
+    qrels = pd.read_parquet(params["paths"]["qrels"])
+    qrels = qrels[qrels["split"].isin(["train", "dev"])].sort_values(["split", "query_id", "doc_id"])
+    queries = pd.read_parquet(params["paths"]["queries"]).set_index("query_id")["text"]
+    h = hashlib.sha256()
+    for row in qrels[["split", "query_id", "doc_id", "score"]].itertuples(index=False):
+        h.update(f"{row.split}\t{row.query_id}\t{row.doc_id}\t{row.score}\n".encode())
+    for q in sorted(set(qrels["query_id"])):
+        h.update(f"{q}\t{queries.get(q, '')}\n".encode())
+    settings = {"cfg": cfg, "seed": params.get("seed"), "model": params["embed"]["model"]}
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for f in sorted(str(c) for c in code):
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def reusable(folder: str | Path, key: str, policy: str) -> bool:
+    """True when ``policy`` allows keeping the trained model in ``folder`` and it was trained under ``key``."""
+    if policy not in RETRAIN_POLICIES:
+        raise unknown_name("train.retrain policy", policy, RETRAIN_POLICIES)
+    if policy == "always" or os.environ.get("RAGOPS_RETRAIN", "") not in ("", "0"):
+        return False
+    record = training_record(folder)
+    return bool(record.get("trained")) and record.get("train_key") == key
 
 
 def write_skipped(folder: str | Path, reason: str) -> None:

@@ -1,0 +1,200 @@
+"""A 3-label (NEI / SUPPORT / CONTRADICT) cross-encoder for grounding, fine-tuned from the packaged MiniLM.
+
+It reads the claim and its evidence sentences together, so it can see a flipped word that the
+bi-encoder's cosine and the word overlap ignore. Training pairs come from claims_train's rationales:
+(claim, rationale sentences) with the pair's label, the claim's negation (ragops.answer.negate) with the
+opposite label, and NEI from the cited-but-irrelevant abstracts and from a claim's least similar
+non-rationale sentence. At answer time the claim meets the ``top_k`` sentences of its documents most
+similar to it (MiniLM cosine), concatenated in document order.
+
+Saved as the encoder's Hugging Face folder plus ``head.safetensors`` (no pickle).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragops.answer.grounding_data import LABELS, Pair
+from ragops.answer.negate import add_negation, negate
+
+CE_DIR = "cross_encoder"
+
+
+@dataclass(frozen=True)
+class CrossEncoderConfig:
+    epochs: int = 3
+    lr: float = 5e-5  # encoder
+    head_lr: float = 1e-3  # the new head learns from scratch: a larger step (as for the reranker)
+    batch_size: int = 16
+    max_length: int = 128
+    top_k: int = 2  # evidence sentences shown to the model at answer time
+    threads: int = 2
+    seed: int = 42
+
+
+def evidence(sentences: Sequence[str], idx: Sequence[int]) -> str:
+    return " ".join(sentences[i] for i in sorted(idx) if 0 <= i < len(sentences))
+
+
+def training_examples(
+    pairs: Sequence[Pair], sentences: dict[str, list[str]], order: dict[tuple[str, str], list[int]], seed: int
+) -> list[tuple[str, str, int]]:
+    """(claim, evidence text, label index into LABELS). ``order[(claim_id, doc_id)]``: the document's
+    sentence indices, most similar to the claim first (the inference-time choice, for NEI examples)."""
+    nei, sup, con = (LABELS.index(x) for x in ("NEI", "SUPPORT", "CONTRADICT"))
+    out: list[tuple[str, str, int]] = []
+    for p in pairs:
+        sents, ranked = sentences.get(p.doc_id, []), order.get((p.claim_id, p.doc_id), [])
+        if not sents or not ranked:
+            continue
+        if p.label == "NEI":
+            out += [(p.claim, evidence(sents, ranked[:1]), nei), (p.claim, evidence(sents, ranked[:2]), nei)]
+            continue
+        label, flipped = (sup, con) if p.label == "SUPPORT" else (con, sup)
+        for rationale in p.rationales:
+            text = evidence(sents, rationale[:3])
+            neg = negate(p.claim)
+            out += [(p.claim, text, label), (neg, text, flipped)]
+            if label == sup and add_negation(p.claim) != neg:  # a second contradiction of the same evidence
+                out.append((add_negation(p.claim), text, con))
+        used = {i for r in p.rationales for i in r}
+        rest = [i for i in ranked if i not in used]
+        if rest:
+            out.append((p.claim, sents[rest[-1]], nei))
+    random.Random(seed).shuffle(out)
+    return out
+
+
+class GroundingCrossEncoder:
+    """MiniLM over "[CLS] claim [SEP] evidence [SEP]", mean-pooled, then a linear 3-label head."""
+
+    def __init__(self, encoder: Any, tokenizer: Any, head: Any, max_length: int, top_k: int) -> None:
+        self.encoder, self.tokenizer, self.head = encoder, tokenizer, head
+        self.max_length, self.top_k = max_length, top_k
+        # A fast tokenizer is not safe to call from several threads at once ("Already borrowed"), and
+        # Answerer.ask must be: one claim batch at a time through the model.
+        self._lock = threading.Lock()
+
+    def logits(self, claims: Sequence[str], texts: Sequence[str]) -> Any:
+        # longest_first, not only_second: an answer's claim can itself exceed max_length (the evidence
+        # is the longer side in training, so both truncate the same way there)
+        feats = self.tokenizer(
+            list(claims), list(texts), truncation="longest_first", max_length=self.max_length,
+            padding=True, return_tensors="pt",
+        )  # fmt: skip
+        hidden = self.encoder(**feats).last_hidden_state
+        mask = feats["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return self.head((hidden * mask).sum(1) / mask.sum(1))
+
+    def probs(self, claims: Sequence[str], texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """[n, 3] probabilities in LABELS order."""
+        import torch
+
+        if not claims:
+            return np.zeros((0, len(LABELS)))
+        self.encoder.eval()
+        out = []
+        with self._lock, torch.no_grad():
+            for b in range(0, len(claims), batch_size):
+                out.append(torch.softmax(self.logits(claims[b : b + batch_size], texts[b : b + batch_size]), -1))
+        return torch.cat(out).numpy().astype(np.float64)
+
+    def save(self, folder: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        self.encoder.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, folder / "head.safetensors")
+
+    @staticmethod
+    def load(folder: str | Path, max_length: int, top_k: int) -> GroundingCrossEncoder:
+        import torch
+        from safetensors.torch import load_file
+        from transformers import AutoModel, AutoTokenizer
+
+        from ragops.models import offline_env
+
+        offline_env()
+        folder = Path(folder)
+        encoder = AutoModel.from_pretrained(str(folder), local_files_only=True)
+        head = torch.nn.Linear(encoder.config.hidden_size, len(LABELS))
+        head.load_state_dict(load_file(folder / "head.safetensors"))
+        tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        return GroundingCrossEncoder(encoder.eval(), tok, head.eval(), max_length, top_k)
+
+
+def train_cross_encoder(
+    base_path: str | Path,
+    examples: Sequence[tuple[str, str, int]],
+    cfg: CrossEncoderConfig,
+    on_epoch: Callable[[int, GroundingCrossEncoder], None] | None = None,
+) -> tuple[GroundingCrossEncoder, dict[str, Any]]:
+    """Fine-tune the MiniLM at ``base_path`` with a new head: AdamW, linear warmup (10%) and decay.
+    ``on_epoch(epoch, model)`` after each epoch (bench/grounding_ce_holdout.py evaluates there)."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from ragops.models import offline_env
+
+    offline_env()
+    torch.set_num_threads(max(1, cfg.threads))
+    torch.manual_seed(cfg.seed)
+    encoder = AutoModel.from_pretrained(str(base_path), local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(str(base_path), local_files_only=True)
+    head = torch.nn.Linear(encoder.config.hidden_size, len(LABELS))
+    model = GroundingCrossEncoder(encoder, tok, head, cfg.max_length, cfg.top_k)
+    opt = torch.optim.AdamW(
+        [{"params": encoder.parameters(), "lr": cfg.lr}, {"params": head.parameters(), "lr": cfg.head_lr}],
+        weight_decay=0.01,
+    )
+    steps = cfg.epochs * -(-len(examples) // cfg.batch_size)
+    warm = max(1, int(0.1 * steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, s / warm) * max(0.0, (steps - s) / steps))
+    params = list(encoder.parameters()) + list(head.parameters())
+    order, rng, losses, t0 = list(range(len(examples))), random.Random(cfg.seed), [], time.perf_counter()
+    encoder.train()
+    for _ in range(cfg.epochs):
+        rng.shuffle(order)
+        total = 0.0
+        for b in range(0, len(order), cfg.batch_size):
+            batch = [examples[i] for i in order[b : b + cfg.batch_size]]
+            logits = model.logits([x[0] for x in batch], [x[1] for x in batch])
+            loss = torch.nn.functional.cross_entropy(logits, torch.tensor([x[2] for x in batch]))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+            total += float(loss.detach()) * len(batch)
+        losses.append(round(total / max(1, len(examples)), 4))
+        if on_epoch is not None:
+            on_epoch(len(losses) - 1, model)
+            encoder.train()
+    encoder.eval()
+    return model, {"examples": len(examples), "epoch_loss": losses, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+CE_FEATURES = ("ce_top1_support", "ce_top1_contradict", "ce_topk_support", "ce_topk_contradict")
+
+
+def ce_features(model: GroundingCrossEncoder, claims: Sequence[str], ranked: Sequence[Sequence[str]]) -> np.ndarray:
+    """[n, 4]: P(SUPPORT), P(CONTRADICT) of each claim against its most similar sentence and against
+    its ``top_k`` most similar ones joined. ``ranked[i]``: claim i's sentences, most similar first."""
+    sup, con = LABELS.index("SUPPORT"), LABELS.index("CONTRADICT")
+    rows = [i for i, r in enumerate(ranked) if r]
+    out = np.zeros((len(claims), len(CE_FEATURES)))
+    if rows:
+        cs = [claims[i] for i in rows]
+        p1 = model.probs(cs, [ranked[i][0] for i in rows])
+        pk = model.probs(cs, [" ".join(ranked[i][: model.top_k]) for i in rows])
+        out[rows] = np.stack([p1[:, sup], p1[:, con], pk[:, sup], pk[:, con]], axis=1)
+    return out
