@@ -16,11 +16,12 @@ from ragops import orchestration as orch
 from ragops.errors import ConfigError
 
 STEP = '''
-import json, pathlib, sys
+import json, os, pathlib, sys
 from ragops.errors import DataError
 kind = sys.argv[1]
 if kind == "upper":
     pathlib.Path("a.txt").write_text(pathlib.Path("in.txt").read_text().upper())
+    pathlib.Path("retrain.log").open("a").write(os.environ.get("RAGOPS_RETRAIN", "-") + chr(10))  # not a DVC output
 elif kind == "score":
     text = pathlib.Path("a.txt").read_text()
     pathlib.Path("b.json").write_text(json.dumps({"score": len(text) / 10, "nested": {"x": 1}, "name": "s"}))
@@ -103,6 +104,19 @@ def test_ran_then_skipped_as_dvc_says(project: Path) -> None:
     assert orch.must_check(stages[1], set(), {"upper"})
     assert orch.reproduce(project, stages[1]).outcome == "skipped"
     assert not orch.must_check(stages[2], set(), set())
+
+
+def test_force_runs_an_up_to_date_stage_with_the_retrain_override(project: Path) -> None:
+    stages = orch.list_stages(project)
+    for s in stages:
+        orch.reproduce(project, s)
+    assert orch.stale_stages(project) == set()
+    assert orch.reproduce(project, stages[0], check=False).outcome == "skipped"  # up to date: DVC not asked
+    forced = orch.reproduce(project, stages[0], check=False, force=True)  # `ragops run --retrain` on a train stage
+    assert forced.outcome == "ran"
+    # the stage saw RAGOPS_RETRAIN=1 (train.retrain: on_train_change then retrains); the plain run did not
+    assert (project / "retrain.log").read_text().splitlines() == ["-", "1"]
+    assert orch.TRAIN_STAGES == ("train_embedder", "train_reranker")
 
 
 @pytest.mark.parametrize(("kind", "message"), [
