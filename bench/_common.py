@@ -14,6 +14,30 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO / "reports" / "bench"
 DOC = REPO / "docs" / "benchmarks.md"
+# The built pipeline's outputs a benchmark reads in place (paths keys of params.yaml).
+BUILT_INPUTS = ("docs", "queries", "qrels", "chunks", "embeddings", "embed_stats", "faiss", "bm25", "metrics",
+                "per_query", "plots")
+
+
+def point_at_build(root: Path, project: Path, sections: dict | None = None) -> dict:
+    """Make ``root`` a folder whose params.yaml reads the built pipeline of ``project`` in place and writes
+    only under ``root`` (registry report, stage times, an MLflow store of its own); ``sections`` replace
+    top-level params sections. Copies dvc.lock for lineage. Returns the params written."""
+    import shutil
+
+    import yaml
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for key in BUILT_INPUTS:
+        params["paths"][key] = str((project / params["paths"][key]).resolve())
+    params["paths"]["registry"] = str(root / "reports/registry.json")
+    params["paths"]["stage_times"] = str(root / ".cache/stage_times")
+    params.setdefault("registry", {})["tracking_uri"] = "sqlite:///mlflow.db"
+    params.update(sections or {})
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if (project / "dvc.lock").exists():
+        shutil.copy2(project / "dvc.lock", root / "dvc.lock")
+    return params
 
 
 def machine() -> dict:

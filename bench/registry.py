@@ -28,11 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-from _common import REPO, machine, machine_line, python_env, write_result, write_section
-
-INPUTS = ("docs", "queries", "qrels", "chunks", "embeddings", "embed_stats", "faiss", "bm25", "metrics", "per_query",
-          "plots")
+from _common import REPO, machine, machine_line, point_at_build, python_env, write_result, write_section
 
 LOAD = r"""
 import json, sys, time
@@ -67,15 +63,7 @@ print("RESULT " + json.dumps(out))
 
 def setup(root: Path, project: Path) -> None:
     """A folder whose params read the built pipeline of ``project`` and write only here."""
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    for key in INPUTS:
-        params["paths"][key] = str((project / params["paths"][key]).resolve())
-    params["paths"]["registry"] = str(root / "reports/registry.json")
-    params["paths"]["stage_times"] = str(root / ".cache/stage_times")
-    params.setdefault("registry", {})["tracking_uri"] = "sqlite:///mlflow.db"
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    if (project / "dvc.lock").exists():
-        shutil.copy2(project / "dvc.lock", root / "dvc.lock")
+    point_at_build(root, project)
 
 
 def env() -> dict[str, str]:

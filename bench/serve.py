@@ -38,21 +38,8 @@ from pathlib import Path
 
 import httpx
 import yaml
-from _common import REPO, machine, machine_line, python_env, write_result, write_section
+from _common import REPO, machine, machine_line, point_at_build, python_env, write_result, write_section
 
-INPUTS = (
-    "docs",
-    "queries",
-    "qrels",
-    "chunks",
-    "embeddings",
-    "embed_stats",
-    "faiss",
-    "bm25",
-    "metrics",
-    "per_query",
-    "plots",
-)
 MODEL = "ragops-retriever"
 
 IN_PROCESS = r"""
@@ -136,17 +123,9 @@ def setup(root: Path, project: Path, port: int) -> list[str]:
     """Params reading the built pipeline of ``project``, a registry here with v1 (champion) and v2; the queries."""
     import pandas as pd
 
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    for key in INPUTS:
-        params["paths"][key] = str((project / params["paths"][key]).resolve())
-    params["paths"]["registry"] = str(root / "reports/registry.json")
-    params["paths"]["stage_times"] = str(root / ".cache/stage_times")
-    params.setdefault("registry", {})["tracking_uri"] = "sqlite:///mlflow.db"
+    serve = yaml.safe_load((project / "params.yaml").read_text()).get("serve", {})
     # Cache off: every request encodes its query, like the in-process loop.
-    params["serve"] = {**params.get("serve", {}), "port": port, "poll_s": 1, "cache_size": 0}
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    if (project / "dvc.lock").exists():
-        shutil.copy2(project / "dvc.lock", root / "dvc.lock")
+    params = point_at_build(root, project, {"serve": {**serve, "port": port, "poll_s": 1, "cache_size": 0}})
     for _ in range(2):
         run([sys.executable, "-m", "ragops.stages.register"], root)
     run(["ragops", "promote", "--version", "1", "--force"], root)
