@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragops.answer.cross_encoder import CE_DIR, CrossEncoderConfig, training_examples
-from ragops.answer.grounding_data import LABELS, Pair, read_pairs, read_sentences
+from ragops.answer.cross_encoder import CE_DIR, CrossEncoderConfig, corpus_claims, pseudo_examples, training_examples
+from ragops.answer.grounding_data import LABELS, Pair, read_pairs, read_sentences, read_titles
 from ragops.answer.grounding_train import TrainConfig, fit_and_evaluate, pair_docs
 from ragops.answer.scorers import SCORERS_FILE, load_scorer
+from ragops.errors import ConfigError
 from ragops.io import write_json
 from ragops.stages.grounding import sample
 
-TINY_CE = CrossEncoderConfig(epochs=2, max_length=64, batch_size=16, threads=2)
+TINY_CE = CrossEncoderConfig(epochs=2, max_length=64, batch_size=16, threads=2, corpus_claims=30)
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +29,16 @@ def claims(mirror: Path):
 
 
 @pytest.fixture(scope="module")
-def fitted(claims, encoder, tmp_path_factory):
+def titles(mirror: Path) -> dict[str, str]:
+    return read_titles(mirror / "corpus_sentences.jsonl.gz")
+
+
+@pytest.fixture(scope="module")
+def fitted(claims, titles, encoder, tmp_path_factory):
     sentences, train, test = claims
     folder = tmp_path_factory.mktemp("grounding")
     cfg = TrainConfig(folds=3, cross_encoder=TINY_CE)
-    saved, report = fit_and_evaluate(train, test, sentences, encoder, cfg, encoder.path, folder / CE_DIR)
+    saved, report = fit_and_evaluate(train, test, sentences, encoder, cfg, encoder.path, folder / CE_DIR, titles=titles)
     write_json(folder / SCORERS_FILE, saved)
     return folder, saved, report
 
@@ -54,6 +60,8 @@ def test_trained_scorer_saves_and_loads(fitted, claims, encoder) -> None:
     sentences, _, test = claims
     assert (folder / CE_DIR / "head.safetensors").is_file()
     assert set(report["scorers"]) == {"lexical", "embedding", "trained", "lexical_baseline"}
+    control = report["diagnostics"]["trained_wrong_evidence"]  # every claim against another's document
+    assert control["n"] == len(test) and control["threshold"] == report["scorers"]["trained"]["threshold"]
     scorer = load_scorer("trained", folder, encoder)
     scores = scorer.score([p.claim for p in test], [pair_docs(p, sentences) for p in test])
     assert ((scores >= 0) & (scores <= 1)).all()
@@ -78,14 +86,104 @@ def test_trained_scorer_prefers_the_supported_claim(fitted, encoder) -> None:
     assert s[0] > s[1]
 
 
-def test_training_never_reads_the_evaluation_claims(fitted, claims, encoder, tmp_path: Path) -> None:
+def test_training_never_reads_the_evaluation_claims(fitted, claims, titles, encoder, tmp_path: Path) -> None:
     _, saved, _ = fitted
     sentences, train, test = claims
     # the same training with evaluation claims whose labels are all flipped: the model must be identical
     flip = {"SUPPORT": "CONTRADICT", "CONTRADICT": "NEI", "NEI": "SUPPORT"}
     other = [replace(p, label=flip[p.label]) for p in test]
     cfg = TrainConfig(folds=3, cross_encoder=TINY_CE)
-    again, _ = fit_and_evaluate(train, other, sentences, encoder, cfg, encoder.path, tmp_path / CE_DIR)
+    again, _ = fit_and_evaluate(train, other, sentences, encoder, cfg, encoder.path, tmp_path / CE_DIR, titles=titles)
     for key in ("threshold", "logistic", "stacker"):
         assert again["trained"][key] == saved["trained"][key], key
     assert np.isclose(again["lexical"]["threshold"], saved["lexical"]["threshold"])
+
+
+def test_corpus_claims_are_findings_that_can_be_flipped() -> None:
+    titles = {
+        "a": "Aspirin reduces fever in adults",  # a finding: "reduces" -> "enhances"
+        "b": "The role of tea in colds",  # a topic: only the fallback negates it
+        "c": "Statins increase muscle pain",
+    }
+    sents = {
+        "a": ["Fever fell in treated adults.", "We show that aspirin lowers fever quickly.", "Costs were low."],
+        "b": ["Tea was given.", "Colds were counted.", "These results suggest that tea shortens colds."],
+        "c": ["Muscle pain was measured.", "Pain rose.", "It was a trial."],
+    }
+    both = corpus_claims(titles, sents, "both", 100, seed=0)
+    assert ("a", "Aspirin reduces fever in adults") in both
+    assert ("a", "Aspirin lowers fever quickly") in both  # the clause after "we show that", capitalized
+    assert all(d != "b" for d, _ in both)  # a topic title, and "shortens" has no antonym: nothing to flip
+    assert {c for _, c in corpus_claims(titles, sents, "titles", 100, 0)} == {
+        "Aspirin reduces fever in adults", "Statins increase muscle pain"}  # fmt: skip
+    assert all(d != "c" for d, _ in corpus_claims(titles, sents, "both", 100, 0, exclude={"c"}))
+    assert len(corpus_claims(titles, sents, "both", 1, 0)) == 1
+    assert corpus_claims(titles, sents, "both", 2, 7) == corpus_claims(titles, sents, "both", 2, 7)  # seeded
+    with pytest.raises(ConfigError, match="corpus_source 'abstracts'; valid: both, clauses, titles"):
+        corpus_claims(titles, sents, "abstracts", 10, 0)
+
+
+def test_pseudo_examples_support_the_claim_and_contradict_its_negation() -> None:
+    sents = {"a": ["Fever fell in treated adults.", "Aspirin reduced fever.", "Costs were low."]}
+    claims = [("a", "Aspirin reduces fever in adults")]
+    ex = pseudo_examples(claims, sents, [[1, 0, 2]], top_k=2, nei=True)
+    by = {(c, e): LABELS[y] for c, e, y in ex}
+    evidence = "Aspirin reduced fever. Fever fell in treated adults."  # the top 2, most similar first
+    assert by[("Aspirin reduces fever in adults", evidence)] == "SUPPORT"
+    assert by[("Aspirin enhances fever in adults", evidence)] == "CONTRADICT"
+    assert by[("Aspirin reduces fever in adults", "Costs were low.")] == "NEI"  # the least similar sentence
+    assert [LABELS[y] for _, _, y in pseudo_examples(claims, sents, [[1, 0, 2]], 2, nei=False)] == [
+        "SUPPORT", "CONTRADICT"]  # fmt: skip
+
+
+def test_pseudo_claims_join_the_cross_encoders_training(fitted) -> None:
+    _, saved, report = fitted
+    record = report["train"]["trained"]["cross_encoder"]
+    assert record["examples"] > record["claim_examples"]  # the 30 pseudo-claims and their negations
+
+
+def test_negated_evidence_gives_all_four_claim_evidence_polarities() -> None:
+    sents = {"d": ["In adults, aspirin lowers fever more than placebo.", "The trial ran in 2001."]}
+    pairs = [Pair("1", "Aspirin lowers fever.", "d", "SUPPORT", [[0]])]
+    order = {("1", "d"): [0, 1]}
+    plain = training_examples(pairs, sents, order, seed=0)
+    ex = training_examples(pairs, sents, order, seed=0, negate_evidence=True)
+    by = {(c, e): LABELS[y] for c, e, y in ex}
+    # the evidence is flipped where it meets the claim ("lowers"), not at its first direction word ("more")
+    flipped = "In adults, aspirin raises fever more than placebo."
+    assert by[("Aspirin lowers fever.", flipped)] == "CONTRADICT"
+    assert by[("Aspirin raises fever.", flipped)] == "SUPPORT"
+    assert by[("Aspirin raises fever.", sents["d"][0])] == "CONTRADICT"
+    assert len(ex) == len(plain) + 2
+    unrelated = [Pair("2", "Aspirin lowers fever.", "d", "SUPPORT", [[1]])]  # no shared direction word
+    order2 = {("2", "d"): [1, 0]}
+    assert len(training_examples(unrelated, sents, order2, 0, negate_evidence=True)) == len(
+        training_examples(unrelated, sents, order2, 0)
+    )
+
+
+def test_stage_reads_the_cross_encoder_params() -> None:
+    import yaml
+
+    from ragops.stages.grounding import cross_encoder_config
+
+    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    cfg = cross_encoder_config(params["grounding"]["cross_encoder"], seed=7)
+    assert cfg is not None and cfg.seed == 7 and cfg.device == "cpu"
+    assert (cfg.corpus_claims, cfg.corpus_source, cfg.corpus_nei, cfg.negate_evidence) == (0, "both", False, False)
+    tiny = {**params["grounding"]["cross_encoder"], "corpus_claims": 20, "negate_evidence": True, "device": "cuda"}
+    cfg = cross_encoder_config(tiny, seed=7)
+    assert cfg is not None and (cfg.corpus_claims, cfg.negate_evidence, cfg.device) == (20, True, "cuda")
+    older = {k: v for k, v in tiny.items() if k not in ("corpus_claims", "negate_evidence", "device")}
+    cfg = cross_encoder_config(older, seed=7)  # a params.yaml from before these keys: the old recipe
+    assert cfg is not None and (cfg.corpus_claims, cfg.negate_evidence, cfg.device) == (0, False, "cpu")
+    assert cross_encoder_config({**tiny, "enabled": False}, seed=7) is None
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error where there is no GPU")
+def test_a_cuda_device_without_a_gpu_is_a_clear_error(tmp_path: Path) -> None:
+    from ragops.answer.cross_encoder import train_cross_encoder
+    from ragops.models import resolve_model
+
+    with pytest.raises(ConfigError, match="device is 'cuda' but torch sees no CUDA device"):
+        train_cross_encoder(resolve_model("all-MiniLM-L6-v2"), [("a b c", "a b c", 1)], replace(TINY_CE, device="cuda"))

@@ -13,6 +13,7 @@ Saved as the encoder's Hugging Face folder plus ``head.safetensors`` (no pickle)
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,9 +24,11 @@ from typing import Any
 import numpy as np
 
 from ragops.answer.grounding_data import LABELS, Pair
-from ragops.answer.negate import add_negation, negate
+from ragops.answer.negate import add_negation, negate, swap_aligned
+from ragops.errors import ConfigError, unknown_name
 
 CE_DIR = "cross_encoder"
+CORPUS_SOURCES = ("titles", "clauses", "both")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,12 @@ class CrossEncoderConfig:
     top_k: int = 2  # evidence sentences shown to the model at answer time
     threads: int = 2
     seed: int = 42
+    device: str = "cpu"  # torch device of training (the saved model is loaded on the CPU)
+    # Pseudo-claims from the corpus (corpus_claims / pseudo_examples) added to the training examples:
+    corpus_claims: int = 0  # how many (0 = none)
+    corpus_source: str = "both"  # titles | clauses | both
+    corpus_nei: bool = False  # also an NEI example per pseudo-claim
+    negate_evidence: bool = False  # training_examples: also flip the rationale's word that meets the claim
 
 
 def evidence(sentences: Sequence[str], idx: Sequence[int]) -> str:
@@ -45,10 +54,20 @@ def evidence(sentences: Sequence[str], idx: Sequence[int]) -> str:
 
 
 def training_examples(
-    pairs: Sequence[Pair], sentences: dict[str, list[str]], order: dict[tuple[str, str], list[int]], seed: int
+    pairs: Sequence[Pair],
+    sentences: dict[str, list[str]],
+    order: dict[tuple[str, str], list[int]],
+    seed: int,
+    negate_evidence: bool = False,
 ) -> list[tuple[str, str, int]]:
     """(claim, evidence text, label index into LABELS). ``order[(claim_id, doc_id)]``: the document's
-    sentence indices, most similar to the claim first (the inference-time choice, for NEI examples)."""
+    sentence indices, most similar to the claim first (the inference-time choice, for NEI examples).
+
+    With ``negate_evidence``, a rationale holding a direction word the claim shares (ragops.answer.negate
+    ``swap_aligned``: "lower" where the claim says "lower" or "higher") also gives the claim against the
+    rationale with that word flipped (opposite label) and the negated claim against it (label kept): all
+    four of claim/negation x evidence/flipped, so a claim's wording is as often supported as contradicted
+    and only its agreement with the evidence tells them apart."""
     nei, sup, con = (LABELS.index(x) for x in ("NEI", "SUPPORT", "CONTRADICT"))
     out: list[tuple[str, str, int]] = []
     for p in pairs:
@@ -63,6 +82,9 @@ def training_examples(
             text = evidence(sents, rationale[:3])
             neg = negate(p.claim)
             out += [(p.claim, text, label), (neg, text, flipped)]
+            flipped_text = swap_aligned(text, p.claim) if negate_evidence else None
+            if flipped_text:
+                out += [(p.claim, flipped_text, flipped), (neg, flipped_text, label)]
             if label == sup and add_negation(p.claim) != neg:  # a second contradiction of the same evidence
                 out.append((add_negation(p.claim), text, con))
         used = {i for r in p.rationales for i in r}
@@ -70,6 +92,69 @@ def training_examples(
         if rest:
             out.append((p.claim, sents[rest[-1]], nei))
     random.Random(seed).shuffle(out)
+    return out
+
+
+_THAT = re.compile(
+    r"\b(?:show|shows|showed|shown|demonstrate|demonstrates|demonstrated|suggest|suggests|suggested|indicate|"
+    r"indicates|indicated|reveal|reveals|revealed|find|found|conclude|concluded|establish|established)\s+that\s+(.+)",
+    re.I,
+)
+
+
+def _flippable(claim: str) -> bool:
+    return len(claim.split()) >= 4 and not negate(claim).startswith("It is not the case")
+
+
+def corpus_claims(
+    titles: dict[str, str],
+    sentences: dict[str, list[str]],
+    source: str,
+    limit: int,
+    seed: int,
+    exclude: set[str] | frozenset[str] = frozenset(),
+) -> list[tuple[str, str]]:
+    """Up to ``limit`` (doc_id, pseudo-claim) pairs from the corpus itself (no labels; a seeded sample):
+    ``titles`` — a title that states a finding; ``clauses`` — the clause after "we show that",
+    "these results suggest that"… in an abstract sentence; ``both``. Only claims ragops.answer.negate can
+    flip (a claim only its "It is not the case that" fallback negates is a topic, not a finding).
+    Documents in ``exclude`` (those the evaluation claims cite) give none."""
+    if source not in CORPUS_SOURCES:
+        raise unknown_name("grounding.cross_encoder.corpus_source", source, CORPUS_SOURCES)
+    out: list[tuple[str, str]] = []
+    if source in ("titles", "both"):
+        out += [(d, t.strip().rstrip(".")) for d, t in titles.items() if len(sentences.get(d, [])) >= 3]
+    if source in ("clauses", "both"):
+        for d, sents in sentences.items():
+            for sent in sents:
+                m = _THAT.search(sent)
+                if m:
+                    clause = m.group(1).strip().rstrip(".")
+                    out.append((d, clause[:1].upper() + clause[1:]))
+    out = sorted({x for x in out if x[0] not in exclude and _flippable(x[1])})
+    random.Random(seed).shuffle(out)
+    return sorted(out[: max(0, limit)])
+
+
+def pseudo_examples(
+    claims: Sequence[tuple[str, str]],
+    sentences: dict[str, list[str]],
+    order: Sequence[Sequence[int]],
+    top_k: int,
+    nei: bool = True,
+) -> list[tuple[str, str, int]]:
+    """Training pairs from ``corpus_claims``: the pseudo-claim is supported by its abstract's ``top_k``
+    sentences most similar to it (joined as at answer time), its negation (ragops.answer.negate) is
+    contradicted by them; with ``nei``, the claim against its abstract's least similar sentence is NEI.
+    ``order[i]``: claim i's document's sentence indices, most similar first."""
+    nei_i, sup, con = (LABELS.index(x) for x in ("NEI", "SUPPORT", "CONTRADICT"))
+    out: list[tuple[str, str, int]] = []
+    for (d, claim), ranked in zip(claims, order, strict=True):
+        sents = sentences[d]
+        text = " ".join(sents[i] for i in ranked[:top_k])
+        out += [(claim, text, sup), (negate(claim), text, con)]
+        if nei and len(ranked) > top_k:
+            out.append((claim, sents[ranked[-1]], nei_i))
     return out
 
 
@@ -89,7 +174,7 @@ class GroundingCrossEncoder:
         feats = self.tokenizer(
             list(claims), list(texts), truncation="longest_first", max_length=self.max_length,
             padding=True, return_tensors="pt",
-        )  # fmt: skip
+        ).to(self.head.weight.device)  # fmt: skip
         hidden = self.encoder(**feats).last_hidden_state
         mask = feats["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return self.head((hidden * mask).sum(1) / mask.sum(1))
@@ -105,7 +190,7 @@ class GroundingCrossEncoder:
         with self._lock, torch.no_grad():
             for b in range(0, len(claims), batch_size):
                 out.append(torch.softmax(self.logits(claims[b : b + batch_size], texts[b : b + batch_size]), -1))
-        return torch.cat(out).numpy().astype(np.float64)
+        return torch.cat(out).float().cpu().numpy().astype(np.float64)
 
     def save(self, folder: str | Path) -> None:
         from safetensors.torch import save_file
@@ -146,11 +231,14 @@ def train_cross_encoder(
     from ragops.models import offline_env
 
     offline_env()
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"grounding.cross_encoder.device is {cfg.device!r} but torch sees no CUDA device")
     torch.set_num_threads(max(1, cfg.threads))
     torch.manual_seed(cfg.seed)
     encoder = AutoModel.from_pretrained(str(base_path), local_files_only=True)
     tok = AutoTokenizer.from_pretrained(str(base_path), local_files_only=True)
     head = torch.nn.Linear(encoder.config.hidden_size, len(LABELS))
+    encoder, head = encoder.to(cfg.device), head.to(cfg.device)
     model = GroundingCrossEncoder(encoder, tok, head, cfg.max_length, cfg.top_k)
     opt = torch.optim.AdamW(
         [{"params": encoder.parameters(), "lr": cfg.lr}, {"params": head.parameters(), "lr": cfg.head_lr}],
@@ -168,7 +256,8 @@ def train_cross_encoder(
         for b in range(0, len(order), cfg.batch_size):
             batch = [examples[i] for i in order[b : b + cfg.batch_size]]
             logits = model.logits([x[0] for x in batch], [x[1] for x in batch])
-            loss = torch.nn.functional.cross_entropy(logits, torch.tensor([x[2] for x in batch]))
+            target = torch.tensor([x[2] for x in batch], device=logits.device)
+            loss = torch.nn.functional.cross_entropy(logits, target)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
@@ -180,6 +269,7 @@ def train_cross_encoder(
             on_epoch(len(losses) - 1, model)
             encoder.train()
     encoder.eval()
+    model.encoder, model.head = encoder.cpu(), head.cpu()
     return model, {"examples": len(examples), "epoch_loss": losses, "seconds": round(time.perf_counter() - t0, 1)}
 
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pandas as pd
 
 from ragops.errors import DataError
 
+_T = TypeVar("_T")
 LABELS = ("NEI", "SUPPORT", "CONTRADICT")  # class index = position (the cross-encoder's labels)
 _INTS = re.compile(r"-?\d+")
 _COLUMNS = ("id", "claim", "evidence_doc_id", "evidence_label", "evidence_sentences", "cited_doc_ids")
@@ -32,9 +35,9 @@ class Pair:
     rationales: list[list[int]] = field(default_factory=list)  # evidence sentence sets (indices)
 
 
-def read_sentences(path: str | Path) -> dict[str, list[str]]:
-    """doc_id -> the abstract's sentences (``{"_id","title","sentences"}`` per line)."""
-    out: dict[str, list[str]] = {}
+def _read_field(path: str | Path, get: Callable[[dict[str, Any]], _T]) -> dict[str, _T]:
+    """doc_id -> ``get(record)`` for each ``{"_id","title","sentences"}`` line; a bad line names its number."""
+    out: dict[str, _T] = {}
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -42,10 +45,20 @@ def read_sentences(path: str | Path) -> dict[str, list[str]]:
                 continue
             try:
                 rec = json.loads(line)
-                out[str(rec["_id"])] = [str(s).strip() for s in rec["sentences"]]
+                out[str(rec["_id"])] = get(rec)
             except (ValueError, KeyError, TypeError) as exc:
                 raise DataError(path, f"not a sentences record ({exc})", n) from None
     return out
+
+
+def read_sentences(path: str | Path) -> dict[str, list[str]]:
+    """doc_id -> the abstract's sentences (``{"_id","title","sentences"}`` per line)."""
+    return _read_field(path, lambda rec: [str(s).strip() for s in rec["sentences"]])
+
+
+def read_titles(path: str | Path) -> dict[str, str]:
+    """doc_id -> the abstract's title (the same file as ``read_sentences``)."""
+    return _read_field(path, lambda rec: str(rec.get("title") or "").strip())
 
 
 def read_pairs(path: str | Path, sentences: dict[str, list[str]] | None = None) -> list[Pair]:

@@ -23,6 +23,8 @@ from ragops.answer.cross_encoder import (
     CrossEncoderConfig,
     GroundingCrossEncoder,
     ce_features,
+    corpus_claims,
+    pseudo_examples,
     train_cross_encoder,
     training_examples,
 )
@@ -129,11 +131,15 @@ def fit_stacked(
     synthetic: np.ndarray,
     oof: np.ndarray,
     cfg: TrainConfig,
+    titles: dict[str, str] | None = None,
+    exclude: frozenset[str] = frozenset(),
 ) -> tuple[GroundingCrossEncoder, LogisticModel, float, dict[str, Any]]:
     """The cross-encoder trained on the claims of folds 1..k-1, and a small logistic "stacker" over
     (logistic model's logit, cross-encoder features) fit on fold 0, where both are out-of-sample (the
     logistic model's out-of-fold predictions come from the same folds). Its threshold and cross-validated
-    AUROC come from a k-fold split of fold 0's claims. Returns (cross-encoder, stacker, threshold, record)."""
+    AUROC come from a k-fold split of fold 0's claims. With ``cfg.cross_encoder.corpus_claims``, pseudo-claims
+    from the corpus (``titles`` and ``sentences``, never documents in ``exclude`` nor those fold 0's claims
+    cite) join its training examples. Returns (cross-encoder, stacker, threshold, record)."""
     assert cfg.cross_encoder is not None
     ce_cfg = cfg.cross_encoder
     groups = [p.claim_id for p in owners]
@@ -142,9 +148,20 @@ def fit_stacked(
     docs = [sentences.get(p.doc_id, []) for p in fit_part]
     order = rank_sentences(encode, [p.claim for p in fit_part], [[d] for d in docs])
     examples = training_examples(
-        fit_part, sentences, {(p.claim_id, p.doc_id): o for p, o in zip(fit_part, order, strict=True)}, cfg.seed
-    )
+        fit_part, sentences, {(p.claim_id, p.doc_id): o for p, o in zip(fit_part, order, strict=True)}, cfg.seed,
+        negate_evidence=ce_cfg.negate_evidence,
+    )  # fmt: skip
+    n_claim_examples = len(examples)
+    if ce_cfg.corpus_claims > 0 and titles is not None:
+        held_docs = {p.doc_id for p in train if fold_of[p.claim_id] == 0}
+        pseudo = corpus_claims(
+            titles, sentences, ce_cfg.corpus_source, ce_cfg.corpus_claims, cfg.seed, exclude | held_docs
+        )
+        ranked = rank_sentences(encode, [c for _, c in pseudo], [[sentences[d]] for d, _ in pseudo])
+        examples += pseudo_examples(pseudo, sentences, ranked, ce_cfg.top_k, ce_cfg.corpus_nei)
+        random.Random(cfg.seed).shuffle(examples)
     ce, ce_record = train_cross_encoder(base_model, examples, ce_cfg)
+    ce_record["claim_examples"] = n_claim_examples
     rows = [i for i, p in enumerate(owners) if not synthetic[i] and fold_of[p.claim_id] == 0]
     held = [owners[i] for i in rows]
     x = stack_inputs(oof[rows], ce_feats(ce, encode, [p.claim for p in held], [pair_docs(p, sentences) for p in held]))
@@ -180,9 +197,12 @@ def fit_and_evaluate(
     cfg: TrainConfig,
     base_model: str | Path | None = None,
     ce_dir: str | Path | None = None,
+    titles: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(scorers.json content: thresholds and the trained model, report: every scorer on ``test``).
-    With ``cfg.cross_encoder``, the cross-encoder is fine-tuned from ``base_model`` and saved to ``ce_dir``."""
+    With ``cfg.cross_encoder``, the cross-encoder is fine-tuned from ``base_model`` and saved to ``ce_dir``;
+    its pseudo-claims (``corpus_claims``) come from ``titles`` and ``sentences`` of documents no ``test``
+    claim cites."""
     t0 = time.perf_counter()
     encode = memo_encode(encode)  # the scorers share sentences: each text is encoded once
     labels = [p.label for p in test]
@@ -211,7 +231,12 @@ def fit_and_evaluate(
     claims, owners, y, synthetic = training_rows(train, cfg.augment)
     x = trained_features(encode, claims, [pair_docs(p, sentences) for p in owners])
     model, threshold, cv, oof = fit_trained(x, y, [p.claim_id for p in owners], synthetic, cfg)
-    s_test = model.predict(trained_features(encode, [p.claim for p in test], test_docs))
+    test_claims = [p.claim for p in test]
+    s_test = model.predict(trained_features(encode, test_claims, test_docs))
+    # The control: each evaluation claim against another claim's cited document (a seeded permutation).
+    # Whatever the trained scorer still separates there, it read from the claim's wording, not the evidence.
+    wrong_docs = [test_docs[j] for j in np.random.default_rng(cfg.seed).permutation(len(test))]
+    s_wrong = model.predict(trained_features(encode, test_claims, wrong_docs))
     saved["trained"] = {
         "threshold": round(threshold, 6),
         "features": list(FEATURES) + ["pair_embedding(4 x dim)"],
@@ -227,11 +252,13 @@ def fit_and_evaluate(
         if base_model is None or ce_dir is None:
             raise ValueError("the cross-encoder needs base_model and ce_dir")
         ce, stacker, threshold, stack_record = fit_stacked(
-            train, sentences, encode, base_model, owners, synthetic, oof, cfg
-        )
+            train, sentences, encode, base_model, owners, synthetic, oof, cfg,
+            titles=titles, exclude=frozenset(p.doc_id for p in test),
+        )  # fmt: skip
         ce.save(ce_dir)
-        ce_test = ce_feats(ce, encode, [p.claim for p in test], test_docs)
+        ce_test = ce_feats(ce, encode, test_claims, test_docs)
         s_test = stacker.predict(stack_inputs(s_test, ce_test))
+        s_wrong = stacker.predict(stack_inputs(s_wrong, ce_feats(ce, encode, test_claims, wrong_docs)))
         sup, con = CE_FEATURES.index("ce_topk_support"), CE_FEATURES.index("ce_topk_contradict")
         report["diagnostics"]["cross_encoder_only"] = grounding_report(ce_test[:, sup] - ce_test[:, con], labels, 0.0)
         saved["trained"].update(
@@ -243,6 +270,7 @@ def fit_and_evaluate(
         cv = {**cv, **stack_record}
     train_seconds = time.perf_counter() - t1
     report["scorers"]["trained"] = grounding_report(s_test, labels, threshold)
+    report["diagnostics"]["trained_wrong_evidence"] = grounding_report(s_wrong, labels, threshold)
     report["train"]["trained"] = cv
     report["negation"] = negation_table(test, labels)
     report["n_train_pairs"], report["n_train_rows"], report["n_test_pairs"] = len(train), len(claims), len(test)

@@ -101,6 +101,19 @@ def swap_direction(claim: str) -> str | None:
     return None
 
 
+def swap_aligned(evidence: str, claim: str) -> str | None:
+    """``evidence`` with its first direction word that the claim shares (the word or its antonym, in
+    either text) replaced by the opposite one, or None: a flip of the evidence where it meets the claim,
+    not of an unrelated clause."""
+    claim_words = {w.lower() for w in re.findall(r"[A-Za-z-]+", claim)}
+    for m in re.finditer(r"[A-Za-z-]+", evidence):
+        word = m.group(0)
+        swap = _SWAP.get(word.lower())
+        if swap and (word.lower() in claim_words or swap in claim_words):
+            return evidence[: m.start()] + _match_case(swap, word) + evidence[m.end() :]
+    return None
+
+
 def add_negation(claim: str) -> str:
     """Insert "not" after the first auxiliary verb, else "does not" before the first -s verb, else a prefix."""
     m = _AUX.search(claim)

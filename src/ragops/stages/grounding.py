@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ragops.answer.cross_encoder import CE_DIR, CrossEncoderConfig
-from ragops.answer.grounding_data import read_pairs, read_sentences
+from ragops.answer.grounding_data import read_pairs, read_sentences, read_titles
 from ragops.answer.grounding_train import TrainConfig, fit_and_evaluate
 from ragops.answer.scorers import SCORERS_FILE
 from ragops.io import atomic_dir, write_json
@@ -62,8 +62,9 @@ def main(params: dict[str, Any]) -> None:
     encoder = Encoder(params["embed"]["model"], device=params["embed"].get("device", "cpu"))
     with atomic_dir(paths["grounding_model"]) as tmp:
         saved, report = fit_and_evaluate(
-            train, test, sentences, encoder, cfg, base_model=encoder.path, ce_dir=tmp / CE_DIR
-        )
+            train, test, sentences, encoder, cfg, base_model=encoder.path, ce_dir=tmp / CE_DIR,
+            titles=read_titles(files["sentences_file"]) if cfg.cross_encoder else None,
+        )  # fmt: skip
         saved["embed_model"] = params["embed"]["model"]
         write_json(tmp / SCORERS_FILE, saved)
     write_json(paths["grounding_report"], report)
@@ -82,6 +83,11 @@ def cross_encoder_config(ce: dict[str, Any] | None, seed: int) -> CrossEncoderCo
         top_k=int(ce["top_k"]),
         threads=int(ce["threads"]),
         seed=seed,
+        device=str(ce.get("device", "cpu")),
+        corpus_claims=int(ce.get("corpus_claims", 0)),
+        corpus_source=str(ce.get("corpus_source", "both")),
+        corpus_nei=bool(ce.get("corpus_nei", False)),
+        negate_evidence=bool(ce.get("negate_evidence", False)),
     )
 
 

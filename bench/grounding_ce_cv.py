@@ -1,0 +1,199 @@
+"""The grounding cross-encoder's recipe, cross-validated on claims_train only (never the evaluation claims):
+group 5-fold by claim (the stage's split); for each fold the logistic model and the cross-encoder are
+trained on the other four and score the held-out fold. The pooled out-of-fold scores give AUROC overall and
+SUPPORT vs CONTRADICT over all 919 train pairs (one fold's 186 pairs is too noisy to choose a recipe by).
+
+Each held-out pair is scored against its own cited document and, as a control, against another claim's
+(a seeded permutation): what still separates SUPPORT from CONTRADICT there was read from the claim's
+wording, not the evidence. Also reported: the "contrastive" check (the claim's P(SUPPORT) - P(CONTRADICT)
+minus its negation's), the stage's stacker, and a stacker with the negation's features too.
+
+    for k in 0 1 2 3 4; do python bench/grounding_ce_cv.py --fold $k --out base.$k.json [--device cuda]; done
+    python bench/grounding_ce_cv.py --combine base.*.json
+    # recipe options, as in params.yaml grounding.cross_encoder:
+    #   --corpus-claims 1500 [--corpus-source both] [--corpus-nei]   --negate-evidence   --epochs --lr ...
+
+docs/grounding.md points 7-8 hold the figures (five folds on an H200: 54 s each; ~9 min each on 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ragops.answer.cross_encoder import (
+    CE_FEATURES,
+    CORPUS_SOURCES,
+    CrossEncoderConfig,
+    corpus_claims,
+    pseudo_examples,
+    train_cross_encoder,
+    training_examples,
+)
+from ragops.answer.grounding_data import read_pairs, read_sentences, read_titles
+from ragops.answer.grounding_metrics import auroc
+from ragops.answer.grounding_train import ce_feats, fit_logistic, group_folds, memo_encode, pair_docs, training_rows
+from ragops.answer.negate import negate
+from ragops.answer.scorers import rank_sentences, stack_inputs, trained_features
+
+
+def model_path(model: str) -> str:
+    from ragops.models import offline_env, resolve_model
+
+    offline_env()
+    return model if Path(model).is_dir() else str(resolve_model(model))
+
+
+def encoder(model: str, device: str):
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(model_path(model), device=device)
+    return memo_encode(lambda texts: st.encode(texts, batch_size=256, normalize_embeddings=True))
+
+
+def run_fold(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.manual_seed(42)
+    sents = read_sentences(args.dataset / "corpus_sentences.jsonl.gz")
+    train = read_pairs(args.dataset / "claims_train.csv", sents)
+    ids = [p.claim_id for p in train]
+    fold = dict(zip(ids, group_folds(ids, 5, 42), strict=True))
+    fit = [p for p in train if fold[p.claim_id] != args.fold]
+    held = [p for p in train if fold[p.claim_id] == args.fold]
+    if args.max_pairs:  # a smoke run
+        fit, held = fit[: args.max_pairs], held[: args.max_pairs]
+    encode = encoder(str(args.model), args.device)
+    order = rank_sentences(encode, [p.claim for p in fit], [pair_docs(p, sents) for p in fit])
+    examples = training_examples(
+        fit, sents, {(p.claim_id, p.doc_id): o for p, o in zip(fit, order, strict=True)}, 42,
+        negate_evidence=args.negate_evidence,
+    )  # fmt: skip
+    n_claims = len(examples)
+    if args.corpus_claims:
+        titles = read_titles(args.dataset / "corpus_sentences.jsonl.gz")
+        held_docs = {p.doc_id for p in held}
+        pseudo = corpus_claims(titles, sents, args.corpus_source, args.corpus_claims, 42, exclude=held_docs)
+        ranked = rank_sentences(encode, [c for _, c in pseudo], [[sents[d]] for d, _ in pseudo])
+        examples += pseudo_examples(pseudo, sents, ranked, 2, args.corpus_nei)
+        import random
+
+        random.Random(42).shuffle(examples)
+    claims, owners, y, _ = training_rows(fit, augment=True)
+    lr = fit_logistic(trained_features(encode, claims, [pair_docs(p, sents) for p in owners]), y, 0.003, 42)
+    # the control: each held-out claim against another claim's document (a seeded permutation) — a
+    # score that still separates SUPPORT from CONTRADICT there reads the claim's wording, not the evidence
+    perm = np.random.default_rng(42).permutation(len(held))
+    cs, negated = [p.claim for p in held], [negate(p.claim) for p in held]
+    right_docs, wrong_docs = [pair_docs(p, sents) for p in held], [pair_docs(held[j], sents) for j in perm]
+    lr_held = lr.predict(trained_features(encode, cs, right_docs))
+    variants = {"negated": (negated, right_docs), "wrong": (cs, wrong_docs), "wrong_negated": (negated, wrong_docs)}
+    # the contrastive check (the claim's negation) and the control, for the logistic model
+    lr_extra = {name: lr.predict(trained_features(encode, c, d)).tolist() for name, (c, d) in variants.items()}
+    cfg = CrossEncoderConfig(
+        epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, max_length=args.max_length,
+        batch_size=args.batch_size, threads=args.threads, device=args.device,
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    epochs: list[list[list[float]]] = []
+    wrong: list[list[list[float]]] = []
+
+    def on_epoch(epoch: int, model) -> None:  # the claim's and its negation's features, right and wrong evidence
+        model.encoder.eval()
+        epochs.append(np.hstack([ce_feats(model, encode, c, right_docs) for c in (cs, negated)]).tolist())
+        wrong.append(np.hstack([ce_feats(model, encode, c, wrong_docs) for c in (cs, negated)]).tolist())
+
+    if not args.no_ce:
+        train_cross_encoder(model_path(args.model), examples, cfg, on_epoch)
+    out = {
+        "fold": args.fold, "examples": len(examples), "claim_examples": n_claims,
+        "seconds": round(time.perf_counter() - t0, 1), "rows": [[p.claim_id, p.doc_id, p.label] for p in held],
+        "logistic": lr_held.tolist(), "logistic_extra": lr_extra, "ce": epochs, "ce_wrong_evidence": wrong,
+    }  # fmt: skip
+    Path(args.out).write_text(json.dumps(out))
+
+
+def combine(files: list[Path]) -> None:
+    parts = [json.loads(f.read_text()) for f in files]
+    rows = [r for p in parts for r in p["rows"]]
+    lab = np.asarray([r[2] for r in rows])
+    y, sc = lab == "SUPPORT", lab != "NEI"
+    lr = np.concatenate([p["logistic"] for p in parts])
+    inner = group_folds([r[0] for r in rows], 5, 43)
+    sup, con = CE_FEATURES.index("ce_topk_support"), CE_FEATURES.index("ce_topk_contradict")
+
+    def line(name: str, s: np.ndarray) -> str:
+        return f"{name} {auroc(s, y):.4f} / {auroc(s[sc], y[sc]):.4f}"
+
+    print(f"{len(rows)} pairs, {parts[0]['examples']} examples ({parts[0]['claim_examples']} from claims), "
+          f"{max(p['seconds'] for p in parts):.0f} s per fold; AUROC overall / SUPPORT vs CONTRADICT")  # fmt: skip
+    print(line("logistic", lr))
+    if all("logistic_extra" in p for p in parts):
+        ex = {k: np.concatenate([p["logistic_extra"][k] for p in parts]) for k in parts[0]["logistic_extra"]}
+        print(line("logistic contrastive p(claim)-p(negation)", lr - ex["negated"]))
+        print(line("| wrong evidence: logistic", ex["wrong"]), line("contrastive", ex["wrong"] - ex["wrong_negated"]))
+    n = len(CE_FEATURES)
+    lr_wrong = np.concatenate([p["logistic_extra"]["wrong"] for p in parts]) if "logistic_extra" in parts[0] else None
+    for e in range(min(len(p["ce"]) for p in parts)):
+        f = np.concatenate([np.asarray(p["ce"][e]) for p in parts])
+        w = np.concatenate([np.asarray(p["ce_wrong_evidence"][e]) for p in parts]) if lr_wrong is not None else None
+        # P(S)-P(C) of the claim; "contrastive": minus the same for the claim's negation (ragops.answer.negate)
+        out = [line("ce", f[:, sup] - f[:, con]), line("contrastive", contrast(f, sup, con, n))]
+        if w is not None:
+            out += [line("| wrong evidence: ce", w[:, sup] - w[:, con]), line("contrastive", contrast(w, sup, con, n))]
+        print(f"epoch {e}: " + "  ".join(out))
+        # the stage's stacker (the logistic logit and the 4 features), and with the negation's 4 as well;
+        # the stacker fit on the right evidence, then applied to the wrong
+        for name, cols in (("stacked", n), ("stacked + negation", 2 * n)):
+            if f.shape[1] < cols:
+                continue
+            x = stack_inputs(lr, f[:, :cols])
+            xw = stack_inputs(lr_wrong, w[:, :cols]) if w is not None else None
+            s, sw = np.zeros(len(y)), np.zeros(len(y))
+            for k in range(5):
+                model = fit_logistic(x[inner != k], y[inner != k], 1.0, 42)
+                s[inner == k] = model.predict(x[inner == k])
+                if xw is not None:
+                    sw[inner == k] = model.predict(xw[inner == k])
+            print(f"         {line(name, s)}" + (f"  {line('| wrong evidence', sw)}" if xw is not None else ""))
+
+
+def contrast(f: np.ndarray, sup: int, con: int, n: int) -> np.ndarray:
+    if f.shape[1] < 2 * n:
+        return np.full(len(f), np.nan)
+    return f[:, sup] - f[:, con] - f[:, n + sup] + f[:, n + con]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dataset", type=Path, default=Path("data/raw/scifact"))
+    ap.add_argument("--model", default="all-MiniLM-L6-v2")
+    ap.add_argument("--fold", type=int, default=0)
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--combine", type=Path, nargs="+")
+    ap.add_argument("--max-pairs", type=int, default=0, help="0 = all; >0 a smoke run on the first pairs")
+    ap.add_argument("--corpus-claims", type=int, default=0, help="pseudo-claims from the corpus (0 = none)")
+    ap.add_argument("--corpus-source", default="both", choices=CORPUS_SOURCES)
+    ap.add_argument("--corpus-nei", action="store_true")
+    ap.add_argument("--negate-evidence", action="store_true")
+    ap.add_argument("--no-ce", action="store_true", help="the logistic model only (seconds)")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=8e-5)
+    ap.add_argument("--head-lr", type=float, default=1e-3)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    if args.combine:
+        combine(args.combine)
+    else:
+        run_fold(args)
+
+
+if __name__ == "__main__":
+    main()
