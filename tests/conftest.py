@@ -22,13 +22,25 @@ def beir_file(folder: Path, stem: str) -> Path:
     return plain if plain.is_file() else folder / f"{stem}.jsonl.gz"
 
 
+def claims_sample(mirror: Path, n_train: int, n_test: int) -> tuple[dict[str, list[str]], list, list]:
+    """(sentences, train pairs, evaluation pairs): seeded samples of whole claims, as the stage samples."""
+    from ragops.answer.grounding_data import read_pairs, read_sentences
+    from ragops.stages.grounding import sample
+
+    sentences = read_sentences(mirror / "corpus_sentences.jsonl.gz")
+    train = sample(read_pairs(mirror / "claims_train.csv", sentences), n_train, 42)
+    return sentences, train, sample(read_pairs(mirror / "claims_dev.csv", sentences), n_test, 42)
+
+
 @pytest.fixture(scope="session")
 def mirror() -> Path:
     """The SciFact folder of the dataset mirror (BEIR layout); the suite fails without it."""
     folder = _mirror_root() / "scifact"
     if not beir_file(folder, "corpus").is_file() or not beir_file(folder, "queries").is_file():
-        pytest.fail(f"SciFact mirror not found at {folder}: run `make test MIRROR=<datasets folder>` "
-                    "or set RAGOPS_MIRROR", pytrace=False)
+        pytest.fail(
+            f"SciFact mirror not found at {folder}: run `make test MIRROR=<datasets folder>` or set RAGOPS_MIRROR",
+            pytrace=False,
+        )
     return folder
 
 

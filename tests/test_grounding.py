@@ -6,20 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from ragops.answer.grounding_data import read_pairs, read_sentences
 from ragops.answer.grounding_metrics import grounding_report
 from ragops.answer.grounding_train import TrainConfig, fit_and_evaluate, pair_docs, training_rows
 from ragops.answer.scorers import SCORERS_FILE, load_scorer
 from ragops.io import write_json
-from ragops.stages.grounding import sample
+from tests.conftest import claims_sample
 
 
 @pytest.fixture(scope="module")
 def claims(mirror: Path):
-    sentences = read_sentences(mirror / "corpus_sentences.jsonl.gz")
-    train = sample(read_pairs(mirror / "claims_train.csv", sentences), 120, 42)
-    test = sample(read_pairs(mirror / "claims_dev.csv", sentences), 60, 42)
-    return sentences, train, test
+    return claims_sample(mirror, 120, 60)
 
 
 @pytest.fixture(scope="module")

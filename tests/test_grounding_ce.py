@@ -10,22 +10,19 @@ import numpy as np
 import pytest
 
 from ragops.answer.cross_encoder import CE_DIR, CrossEncoderConfig, corpus_claims, pseudo_examples, training_examples
-from ragops.answer.grounding_data import LABELS, Pair, read_pairs, read_sentences, read_titles
+from ragops.answer.grounding_data import LABELS, Pair, read_titles
 from ragops.answer.grounding_train import TrainConfig, fit_and_evaluate, pair_docs
 from ragops.answer.scorers import SCORERS_FILE, load_scorer
 from ragops.errors import ConfigError
 from ragops.io import write_json
-from ragops.stages.grounding import sample
+from tests.conftest import claims_sample
 
 TINY_CE = CrossEncoderConfig(epochs=2, max_length=64, batch_size=16, threads=2, corpus_claims=30)
 
 
 @pytest.fixture(scope="module")
 def claims(mirror: Path):
-    sentences = read_sentences(mirror / "corpus_sentences.jsonl.gz")
-    train = sample(read_pairs(mirror / "claims_train.csv", sentences), 100, 42)
-    test = sample(read_pairs(mirror / "claims_dev.csv", sentences), 40, 42)
-    return sentences, train, test
+    return claims_sample(mirror, 100, 40)
 
 
 @pytest.fixture(scope="module")
