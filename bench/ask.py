@@ -28,13 +28,12 @@ def main() -> None:
     ap.add_argument("--scorers", default="lexical,embedding,trained")
     args = ap.parse_args()
     from ragops.answer import build_answerer
-    from ragops.artifacts import load_retriever
+    from ragops.artifacts import load_pipeline
     from ragops.config import load_params
 
     params = load_params()
     t0 = time.perf_counter()
-    retriever = load_retriever(params)
-    docs = pd.read_parquet(params["paths"]["docs"], columns=["doc_id", "title", "text"])
+    retriever, docs = load_pipeline(params)
     load_s = time.perf_counter() - t0
     queries = pd.read_parquet(params["paths"]["queries"])
     qrels = pd.read_parquet(params["paths"]["qrels"])

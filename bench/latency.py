@@ -3,10 +3,10 @@
     python bench/latency.py [--root .] [--k 10]
 
 Needs a built project (`dvc repro`): the indexes in params.yaml's paths. Times, per query, end to end
-(query encoding included): ragops bm25 / dense / hybrid with the query encoded by each
-``embed.backend`` (torch and onnx-int8), any further retrieval mode the project has, hybrid + rerank
-and the fine-tuned hybrid + rerank (ragops.modes.Router, when the build has a trained reranker), and
-the baselines of ../shared/BASELINES.md reimplemented in bench/naive.py: rank-bm25, numpy cosine
+(query encoding included): every retrieval mode the build carries (ragops.pipeline.SearchPipeline:
+bm25, dense, hybrid, and with trained models dense_ft, hybrid_ft, hybrid_rerank, hybrid_ft_rerank) with
+the queries encoded by each ``embed.backend`` (torch and onnx-int8), and the baselines of
+../shared/BASELINES.md reimplemented in bench/naive.py: rank-bm25, numpy cosine
 over whole-document embeddings, the naive hybrid, naive FAISS IndexFlatL2.
 Each row also carries its nDCG@10, so no speed is bought with quality.
 Writes reports/bench/latency.json and the `latency` section of docs/benchmarks.md.
@@ -62,12 +62,10 @@ def main() -> None:
     ap.add_argument("--split", default="test")
     args = ap.parse_args()
     os.chdir(args.root)
-    from ragops.artifacts import load_retriever
+    from ragops.artifacts import load_pipeline
     from ragops.config import load_params
-    from ragops.embedding import Encoder
     from ragops.evaluation import qrels_for_split
     from ragops.metrics import mean_metrics
-    from ragops.retrieval import MODES  # a mode added to retrieval.MODES is timed too
 
     params = load_params()
     paths, emb = params["paths"], params["embed"]
@@ -81,23 +79,19 @@ def main() -> None:
         return float(mean_metrics(qrels, run, ["ndcg@10"])["ndcg@10"])
 
     rows: list[dict] = []
-    encoders = {
-        b: Encoder(
-            emb["model"],
-            batch_size=int(emb["batch_size"]),
-            backend=b,
-            onnx_dir=emb.get("onnx_dir", "~/.cache/ragops/onnx"),
-        )
-        for b in ("torch", "onnx-int8")
-    }
-    retriever = load_retriever(params, encoder=encoders["torch"])
-    rows.append(row("ragops bm25", *_mode(retriever, "bm25", texts, args.k, ndcg), "bm25s, no query encoding"))
-    for backend, encoder in encoders.items():
-        retriever.encode = encoder
-        for mode in [m for m in MODES if m != "bm25"]:
+    pipelines = {}
+    for backend in ("torch", "onnx-int8"):  # the whole pipeline with each query encoder
+        pipelines[backend], _ = load_pipeline({**params, "embed": {**emb, "query_backend": backend}})
+    pipeline = pipelines["torch"]
+    rows.append(row("ragops bm25", *_mode(pipeline, "bm25", texts, args.k, ndcg), "bm25s, no query encoding"))
+    for backend, pipe in pipelines.items():
+        for mode in [m for m in pipe.modes if m != "bm25"]:
             name = f"ragops {mode}" + ("" if backend == "torch" else f" ({backend} query)")
-            rows.append(row(name, *_mode(retriever, mode, texts, args.k, ndcg), f"query encoder: {backend}"))
-    rows += _rerank_rows(params, retriever, encoders, texts, args.k, ndcg)
+            note = f"query encoder: {backend}"
+            if pipe.reranker is not None and "rerank" in mode:
+                note += f"; cross-encoder (torch) on the top {pipe.reranker.n}"
+            rows.append(row(name, *_mode(pipe, mode, texts, args.k, ndcg), note))
+    encoder = pipeline.encode
 
     # The baselines, as a user would write them (bench/naive.py), on the same documents.
     docs = pd.read_parquet(paths["docs"])
@@ -106,9 +100,9 @@ def main() -> None:
     t0 = time.perf_counter()
     bm25 = NaiveBM25(doc_ids, doc_texts)
     bm25_build = time.perf_counter() - t0
-    st = encoders["torch"].model
+    st = encoder.model
     doc_emb, emb_note = naive_doc_embeddings(
-        st, doc_texts, Path(emb.get("cache_dir", ".cache/embeddings")).parent / "bench", encoders["torch"].model_id
+        st, doc_texts, Path(emb.get("cache_dir", ".cache/embeddings")).parent / "bench", encoder.model_id
     )
     dense = NaiveDense(doc_ids, doc_emb, st)
     for name, fn in (
@@ -134,7 +128,7 @@ def main() -> None:
         "queries": len(texts),
         "k": args.k,
         "docs": len(doc_ids),
-        "chunks": int(retriever.dense_index.ntotal),
+        "chunks": int(pipeline.base.dense_index.ntotal),
         "rows": rows,
         "rank_bm25_build_s": round(bm25_build, 2),
         "naive_doc_embeddings": emb_note,
@@ -145,53 +139,8 @@ def main() -> None:
     print(json.dumps(result, indent=2))
 
 
-def _rerank_rows(params: dict, retriever, encoders: dict, texts: list[str], k: int, ndcg) -> list[dict]:
-    """hybrid + rerank when the build has a trained reranker (ragops.modes, models/reranker)."""
-    try:
-        from ragops.modes import Router, load_router
-        from ragops.training.artifacts import effective_reranker
-    except ImportError:
-        folder = None
-    else:
-        folder = effective_reranker(params)
-    if folder is None:
-        return [
-            {
-                "name": "ragops hybrid+rerank",
-                "note": "not measured: this build has no trained reranker "
-                "(`dvc repro train_reranker`); rerun the bench after it",
-            }
-        ]
-    router: Router = load_router(params, ["hybrid_rerank", "hybrid_ft_rerank"])
-    out = []
-    for backend, encoder in encoders.items():
-        router.base = retriever
-        retriever.encode = encoder
-        hits, ms = timed(lambda q: router.search(q, "hybrid_rerank", k), texts)
-        out.append(
-            row(
-                "ragops hybrid+rerank" + ("" if backend == "torch" else f" ({backend} query)"),
-                ms,
-                ndcg(hits),
-                f"cross-encoder on the top {router.rerank_n}",
-            )
-        )
-    # The fine-tuned embedder's hybrid, reranked, with the product's query encoder (embed.query_backend).
-    hits, ms = timed(lambda q: router.search(q, "hybrid_ft_rerank", k), texts)
-    backend = getattr(router.ft.encode, "backend", "?") if router.ft is not None else "?"
-    out.append(
-        row(
-            f"ragops hybrid_ft+rerank ({backend} query)",
-            ms,
-            ndcg(hits),
-            f"fine-tuned embedder's hybrid, cross-encoder on the top {router.rerank_n}",
-        )
-    )
-    return out
-
-
-def _mode(retriever, mode: str, texts: list[str], k: int, ndcg) -> tuple[np.ndarray, float]:
-    hits, ms = timed(lambda q: retriever.search(q, mode, k), texts)
+def _mode(pipeline, mode: str, texts: list[str], k: int, ndcg) -> tuple[np.ndarray, float]:
+    hits, ms = timed(lambda q: pipeline.search(q, mode, k), texts)
     return ms, ndcg(hits)
 
 

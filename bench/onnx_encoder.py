@@ -46,6 +46,7 @@ def main() -> None:
     from ragops.evaluation import DEFAULT_METRICS, evaluate_mode, qrels_for_split
     from ragops.index.dense import DenseConfig, build_dense
     from ragops.index.sparse import BM25Index
+    from ragops.pipeline import SearchPipeline
     from ragops.retrieval import Retriever
 
     params = load_params()
@@ -129,7 +130,7 @@ def main() -> None:
             fusion=fusion_config(params),
         )
         quality[b] = {
-            m: round(evaluate_mode(r, qids, queries, qrels, m, DEFAULT_METRICS, 0).mean["ndcg@10"], 4)
+            m: round(evaluate_mode(SearchPipeline(r), qids, queries, qrels, m, DEFAULT_METRICS, 0).mean["ndcg@10"], 4)
             for m in ("dense", "hybrid")
         }
     result = {

@@ -46,17 +46,19 @@ first = model.predict(pd.DataFrame({"query": ["vitamin D deficiency and bone fra
 t3 = time.perf_counter()
 out = {"import_s": t1 - t0, "load_s": t2 - t1, "first_query_s": t3 - t2, "load_and_first_query_s": t3 - t1}
 if len(sys.argv) > 3:  # the same queries through the local index: identical ids and scores?
-    from ragops.artifacts import load_retriever
+    from ragops.artifacts import load_pipeline
     from ragops.config import load_params
     params = load_params(sys.argv[3])
     q = pd.read_parquet(params["paths"]["queries"]); r = pd.read_parquet(params["paths"]["qrels"])
     ids = sorted(set(r[r["split"] == "test"]["query_id"]))[: int(sys.argv[4])]
     texts = q.set_index("query_id").loc[ids, "text"].tolist()
-    got = model.predict(pd.DataFrame({"query": texts, "k": 10}))
-    hits = load_retriever(params).search_batch(texts, "hybrid", 10)
+    got = model.predict(pd.DataFrame({"query": texts, "k": 10}))  # the registered mode
+    mode = model.unwrap_python_model().pipeline.default_mode
+    hits = load_pipeline(params, [mode])[0].search_batch(texts, mode, 10)
     want = [(t, d, s) for t, h in zip(texts, hits) for d, s in zip(h.ids, h.scores.tolist())]
     out["identical"] = list(zip(got["query"], got["doc_id"], got["score"])) == want
     out["compared_queries"] = len(texts)
+    out["mode"] = mode
 print("RESULT " + json.dumps(out))
 """
 
@@ -82,11 +84,23 @@ def timed(cmd: list[str], cwd: Path) -> tuple[float, str]:
     return seconds, proc.stdout + proc.stderr
 
 
+def disk_bytes(folder: Path) -> int:
+    """Bytes on disk under ``folder``, each file counted once however many hard links it has."""
+    seen: dict[tuple[int, int], int] = {}
+    for f in folder.rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            st = f.stat()
+            seen[(st.st_dev, st.st_ino)] = st.st_size
+    return sum(seen.values())
+
+
 def register(root: Path) -> dict:
     seconds, _ = timed([sys.executable, "-m", "ragops.stages.register"], root)
     summary = json.loads((root / "reports/registry.json").read_text())
     return {"seconds": round(seconds, 2), "version": summary["version"], "promoted": summary["promoted"],
-            "p_value": summary["decision"]["p_value"], "parts_s": summary["timings"]}
+            "p_value": summary["decision"]["p_value"], "parts_s": summary["timings"],
+            "served_mode": summary["served_mode"], "package_mb": round(summary["package"]["bytes_total"] / 1e6, 1),
+            "disk_mb_after": round(disk_bytes(root / "mlartifacts") / 1e6, 1)}
 
 
 def load(root: Path, loader: str, check: tuple[Path, int] | None = None) -> dict:
@@ -112,7 +126,7 @@ def main() -> None:
         plain = [load(root, "mlflow") for _ in range(args.repeats)]
         loads = [load(root, "ragops") for _ in range(args.repeats - 1)]
         loads.append(load(root, "ragops", (root / "params.yaml", args.queries)))
-        size = sum(f.stat().st_size for f in (root / "mlartifacts").rglob("*") if f.is_file()) / (len(gated) + 1)
+        growth = [b["disk_mb_after"] - a["disk_mb_after"] for a, b in zip([first, *gated], gated, strict=False)]
         keys = ("import_s", "load_s", "first_query_s", "load_and_first_query_s", "process_s")
         median = {k: round(statistics.median(x[k] for x in loads), 2) for k in keys}
         plain_median = {k: round(statistics.median(x[k] for x in plain), 2) for k in keys}
@@ -121,7 +135,8 @@ def main() -> None:
                   "loads": loads, "load_median": median, "mlflow_loads": plain, "mlflow_load_median": plain_median,
                   "identical_to_local": loads[-1].get("identical"),
                   "compared_queries": loads[-1].get("compared_queries"),
-                  "artifacts_mb_per_version": round(size / 1e6, 1)}
+                  "package_mb": first["package_mb"], "first_version_disk_mb": first["disk_mb_after"],
+                  "growth_mb_per_unchanged_version": growth, "served_mode": first["served_mode"]}
         write_result("registry", result)
         write_section("registry", render(result))
         print(json.dumps(result, indent=2))
@@ -138,8 +153,12 @@ def render(r: dict) -> str:
 {machine_line(r['machine'])}
 
 The `register` stage (`python -m ragops.stages.register`, what `dvc repro` runs), timed from process
-start, into a SQLite store with a local artifact folder ({r['artifacts_mb_per_version']:.0f} MB per version,
-the embedder being 88 MB of it):
+start, into a SQLite store with a local artifact folder. The package is the whole trained pipeline
+({r['package_mb']:.0f} MB: both embedders and their indexes, the reranker, the grounding scorer, the ONNX
+query encoders), serving `{r['served_mode']}`. The first version takes {r['first_version_disk_mb']:.0f} MB on
+disk; each re-registered version with unchanged models adds
+{', '.join(f'{g:.1f}' for g in r['growth_mb_per_unchanged_version'])} MB (its files are hard links to the
+store's blobs, `ragops.blobstore`; only what changed is new):
 
 | run | seconds |
 |---|---|

@@ -44,10 +44,10 @@ MODEL = "ragops-retriever"
 
 IN_PROCESS = r"""
 import json, sys, time
-from ragops.artifacts import load_retriever
+from ragops.artifacts import load_pipeline
 from ragops.config import load_params
 queries, count, duration = json.loads(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-retriever = load_retriever(load_params(sys.argv[1]))
+retriever, _ = load_pipeline(load_params(sys.argv[1]), ["hybrid"])
 for q in queries[:50]:
     retriever.search(q, "hybrid", 10)
 lat = []

@@ -51,10 +51,10 @@ def main() -> None:
     sys.path.insert(0, str(root / "src"))
     import pandas as pd
 
+    from ragops.artifacts import load_pipeline
     from ragops.config import load_params
     from ragops.evaluation import latency_sample, qrels_for_split
     from ragops.io import read_json
-    from ragops.modes import load_router
 
     params = load_params(root / "params.yaml")
     stage_dir = root / params["paths"].get("stage_times", ".cache/stage_times")
@@ -68,7 +68,7 @@ def main() -> None:
     # a model trained outside `dvc repro` has no stage record: its training loop's time stands in
     total = round(sum(v["stage_s"] or v["loop_s"] or 0 for v in training.values()), 1)
 
-    router = load_router(params, ["hybrid_ft", "hybrid_ft_rerank"])
+    router, _ = load_pipeline(params, ["hybrid_ft", "hybrid_ft_rerank"])
     qrels = qrels_for_split(pd.read_parquet(params["paths"]["qrels"]), "test")
     text = pd.read_parquet(params["paths"]["queries"]).set_index("query_id")["text"]
     qids = sorted(qrels)
@@ -80,7 +80,7 @@ def main() -> None:
         first_ms.append(router.timed_search(q, "hybrid_ft")[1])
         hits = router.search(q, "hybrid_ft")
         t0 = time.perf_counter()
-        router.rerank(q, hits)
+        router.reranker.rerank(q, hits)
         ce_ms.append((time.perf_counter() - t0) * 1000)
         full_ms.append(router.timed_search(q, "hybrid_ft_rerank")[1])
     rr = params["rerank"]

@@ -237,7 +237,109 @@ def test_feedback_moves_the_query_towards_the_first_lists_top(retriever: Retriev
     # search_batch with feedback = fusing BM25 with the dense list of the moved vectors
     r = dataclasses.replace(retriever, fusion=prf)
     got = r.search_batch(queries, "hybrid", k=50)
-    again = retriever._dense(moved)
+    again = retriever.dense_search(moved)
     for h, d2, s in zip(got, again, sparse, strict=True):
         same(h, fuse("convex", [d2, s], alpha=0.5, norm="zscore", k=50))
     assert any(a.ids != b.ids for a, b in zip(got, retriever.search_batch(queries, "hybrid", k=50), strict=True))
+
+
+# ---------------------------------------------------------------- the search pipeline over those parts
+
+
+def shifted_encode(texts: list[str]) -> np.ndarray:
+    """Another 'embedder' (the fine-tuned one's stand-in): other vectors for the same texts."""
+    v = fake_encode(texts)
+    v[:, 0] += 0.5
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def passage_scorer(calls: list):
+    """A cross-encoder stand-in: the number of query words the passage contains."""
+
+    def score(query: str, passages) -> np.ndarray:
+        calls.append(len(passages))
+        words = set(_ANALYZE(query))
+        return np.asarray([len(words & set(_ANALYZE(p))) for p in passages], dtype=np.float64)
+
+    return score
+
+
+@pytest.fixture(scope="module")
+def pipeline(retriever: Retriever, docs: pd.DataFrame):
+    from ragops.pipeline import Reranker, SearchPipeline
+
+    ft = dataclasses.replace(retriever, encode=shifted_encode)
+    passages = dict(zip(docs["doc_id"], docs["title"] + ". " + docs["text"], strict=True))
+    return SearchPipeline(retriever, ft, Reranker(passage_scorer([]), passages, n=5, weight=0.5))
+
+
+def test_pipeline_carries_the_modes_of_its_parts(retriever: Retriever, pipeline) -> None:
+    from ragops.pipeline import MODES, SearchPipeline
+
+    assert pipeline.modes == MODES
+    assert SearchPipeline(retriever).modes == ("bm25", "dense", "hybrid")
+    assert SearchPipeline(retriever.with_encoder(None), default_mode="bm25").modes == ("bm25",)  # no encoder
+    assert SearchPipeline(retriever, reranker=pipeline.reranker).modes == ("bm25", "dense", "hybrid",
+                                                                            "hybrid_rerank")
+    with pytest.raises(ConfigError, match="unknown mode 'hybrid_ft'; valid: bm25, dense, hybrid$"):
+        SearchPipeline(retriever).search("statins", "hybrid_ft")
+    with pytest.raises(ConfigError, match="unknown mode 'colbert'; valid: bm25, dense, dense_ft"):
+        pipeline.search("statins", "colbert")
+    with pytest.raises(ConfigError, match="default mode 'dense' is not one this pipeline carries: bm25"):
+        SearchPipeline(retriever.with_encoder(None), default_mode="dense")
+    assert pipeline.resolve(None) == "hybrid" and pipeline.with_default("hybrid_ft_rerank").resolve(None) == \
+        "hybrid_ft_rerank"
+
+
+def test_pipeline_modes_compose_the_parts(retriever: Retriever, pipeline, queries: list[str]) -> None:
+    from ragops.rerank import rerank_hits
+
+    for mode in ("bm25", "dense", "hybrid"):
+        for a, b in zip(pipeline.search_batch(queries, mode, 10), retriever.search_batch(queries, mode, 10),
+                        strict=True):
+            same(a, b)
+    ft = dataclasses.replace(retriever, encode=shifted_encode)
+    for a, b in zip(pipeline.search_batch(queries, "hybrid_ft", 10), ft.search_batch(queries, "hybrid", 10),
+                    strict=True):
+        same(a, b)
+    assert pipeline.search(queries[0], "dense_ft").ids != pipeline.search(queries[0], "dense").ids
+    # rerank: the first stage's whole list, its top n rescored, then cut to k
+    scorer = pipeline.reranker.score
+    for q in queries[:5]:
+        for mode, first_mode in (("hybrid_rerank", "hybrid"), ("hybrid_ft_rerank", "hybrid_ft")):
+            first = pipeline.search(q, first_mode)
+            top = first.ids[:5]
+            want = rerank_hits(first, scorer(q, [pipeline.reranker.passages[d] for d in top]), 0.5).top(7)
+            same(pipeline.search(q, mode, 7), want)
+            assert ranked(pipeline.search(q, mode, 7))
+
+
+def test_pipeline_cached_scores_in_batches_fresh_when_timed(pipeline, queries: list[str]) -> None:
+    calls: list[int] = []
+    cached = pipeline.with_reranker(pipeline.reranker.with_cache(passage_scorer(calls)))
+    fresh_calls: list[int] = []
+    cached = cached.with_reranker(dataclasses.replace(cached.reranker, score=passage_scorer(fresh_calls)))
+    batch = cached.search_batch(queries[:3], "hybrid_rerank", 10)
+    assert calls == [5, 5, 5] and fresh_calls == []  # batch evaluation reads the cache
+    hits, ms = cached.timed_search(queries[0], "hybrid_rerank", 10)
+    assert fresh_calls == [5] and calls == [5, 5, 5] and ms > 0  # latency: always fresh scoring
+    same(hits, batch[0])
+    assert pipeline.reranker.cached_score is None  # the original is unchanged (frozen, copied)
+
+
+def test_pipeline_map_encoders_wraps_every_query_encoder(pipeline, queries: list[str]) -> None:
+    seen: list[str] = []
+
+    def wrap(encode):
+        def wrapped(texts):
+            seen.append(encode.__name__)
+            return encode(texts)
+
+        wrapped.__name__ = encode.__name__
+        return wrapped
+
+    wrapped = pipeline.map_encoders(wrap)
+    for mode in ("dense", "dense_ft", "hybrid_ft_rerank"):
+        same(wrapped.search(queries[0], mode), pipeline.search(queries[0], mode))
+    assert seen == ["fake_encode", "shifted_encode", "shifted_encode"]
+    assert pipeline.base.encode is fake_encode and wrapped.encode is not fake_encode

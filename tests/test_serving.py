@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from ragops.errors import ConfigError
 from ragops.index.dense import DenseConfig, build_dense
 from ragops.index.sparse import BM25Config, BM25Index
+from ragops.pipeline import SearchPipeline
 from ragops.retrieval import FusionConfig, Retriever
 from ragops.serving.app import create_app
 from ragops.serving.cache import QueryCache
@@ -46,14 +47,14 @@ class Counting:
 def test_params_serve_section_parses_and_binds_loopback() -> None:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     cfg = ServeConfig.from_params(params["serve"])
-    assert cfg.host == "127.0.0.1" and cfg.mode == "hybrid" and cfg.top_k_default <= cfg.top_k_max
+    assert cfg.host == "127.0.0.1" and cfg.mode == "default" and cfg.top_k_default <= cfg.top_k_max
     assert ServeConfig().host == "127.0.0.1"
 
 
 @pytest.mark.parametrize(
     ("section", "message"),
     [
-        ({"mode": "fuzzy"}, "unknown serve.mode 'fuzzy'; valid: bm25, dense, hybrid"),
+        ({"mode": "fuzzy"}, "unknown serve.mode 'fuzzy'; valid: bm25, default, dense, dense_ft, hybrid, hybrid_ft"),
         ({"cache": 3}, "unknown key(s) cache; valid: access_log, batch_max, cache_size"),
         ({"top_k_default": 50, "top_k_max": 10}, "top_k_default (50) <= top_k_max (10)"),
         ({"port": "eighty"}, "serve: invalid literal"),
@@ -142,7 +143,7 @@ def make_client(small, token: str | None = None, docs: pd.DataFrame | None = Non
     metrics = Metrics()
     params = {"answer": {"generator": "extractive", "scorer": "lexical"}, "embed": {"model": "all-MiniLM-L6-v2"}}
     served = finish(
-        dataclasses.replace(retriever),
+        SearchPipeline(dataclasses.replace(retriever)),
         all_docs if docs is None else docs,
         params=params,
         name="small",
@@ -151,7 +152,6 @@ def make_client(small, token: str | None = None, docs: pd.DataFrame | None = Non
         uri="test",
         cache_size=cfg.pop("cache_size", 16),
         on_lookup=metrics.cache_lookup,
-        default_mode="hybrid",
         t0=0.0,
     )
     holder = ModelHolder(lambda _v: served)
@@ -186,7 +186,10 @@ def test_search_returns_ranked_results_with_titles_and_the_model(small) -> None:
         ({"query": "ok", "top_k": 0}, "top_k: Input should be greater than or equal to 1"),
         ({"query": "ok", "top_k": 21}, "top_k: Input should be less than or equal to 20"),
         ({"query": "ok", "top_k": "5"}, "top_k: Input should be a valid integer"),
-        ({"query": "ok", "mode": "fuzzy"}, "mode: Input should be 'bm25', 'dense' or 'hybrid'"),
+        ({"query": "ok", "mode": "fuzzy"}, "mode: Input should be 'bm25', 'dense', 'hybrid', 'dense_ft', 'hybrid_ft'"),
+        # a mode the served model does not carry (this one has no fine-tuned embedder): the ones it does
+        ({"query": "ok", "mode": "hybrid_ft"},
+         "mode 'hybrid_ft' is not served by small v7; valid: bm25, dense, hybrid"),
         ({"query": 42}, "query: Input should be a valid string"),
         ({"q": "ok"}, "query: Field required"),
     ],
@@ -241,6 +244,7 @@ def test_bearer_token_guards_everything_but_health_and_the_page(small) -> None:
         assert ok.status_code == 200
         health = client.get("/health").json()
         assert health["ready"] and health["auth"] is True and health["model"]["version"] == "7"
+        assert health["model"]["modes"] == ["bm25", "dense", "hybrid"] and health["model"]["default_mode"] == "hybrid"
         assert client.get("/").status_code == 200 and client.get("/static/app.js").status_code == 200
 
 

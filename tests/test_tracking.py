@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ragops.artifacts import pipeline_config
 from ragops.errors import ConfigError
-from ragops.pyfunc import OUTPUT_COLUMNS, packaged_config, requirement_mismatches, search_frame
+from ragops.pyfunc import OUTPUT_COLUMNS, requirement_mismatches, search_frame
 from ragops.records import Hits
-from ragops.retrieval import FusionConfig
 from ragops.timing import read_stage_times, record_stage_time
 from ragops.tracking import (
     RegistryConfig,
@@ -32,12 +32,19 @@ from ragops.tracking import (
 def test_registry_config_defaults_and_validation() -> None:
     cfg = RegistryConfig.from_params({"tolerance": "0.02", "k": 5})
     assert cfg.tolerance == 0.02 and cfg.k == 5 and cfg.model_name == "ragops-retriever"
-    assert cfg.gate_key == "test/hybrid/ndcg_at_10"
+    assert cfg.mode == "auto" and cfg.gate_key("hybrid_ft") == "test/hybrid_ft/ndcg_at_10"
     assert RegistryConfig.from_params(None) == RegistryConfig()
     with pytest.raises(ConfigError, match="unknown keys.*tolerence"):
         RegistryConfig.from_params({"tolerence": 0.1})
-    with pytest.raises(ConfigError, match="valid: bm25, dense, hybrid"):
+    with pytest.raises(ConfigError, match="valid: auto, bm25, dense, dense_ft, hybrid, hybrid_ft, hybrid_ft_rerank"):
         RegistryConfig(mode="sparse")
+    assert RegistryConfig(mode="hybrid_ft_rerank").mode == "hybrid_ft_rerank"
+    with pytest.raises(ConfigError, match="fit it to test"):
+        RegistryConfig(select_split="test")
+    with pytest.raises(ConfigError, match="max_p95_ms must be > 0"):
+        RegistryConfig.from_params({"max_p95_ms": "0"})
+    with pytest.raises(ConfigError, match="valid: register, skip"):
+        RegistryConfig(experiments="always")
     with pytest.raises(ConfigError, match="valid: randomization, ttest"):
         RegistryConfig(test="wilcoxon")
     with pytest.raises(ConfigError, match="metric"):
@@ -128,10 +135,17 @@ def test_stage_times_round_trip(tmp_path: Path) -> None:
 
 
 class FakeRetriever:
-    """Ranks the ids given per query; records the batches it was asked for."""
+    """Ranks the ids given per query; records the batches it was asked for. Serves bm25 and hybrid."""
+
+    modes = ("bm25", "hybrid")
 
     def __init__(self, ranked: dict[str, list[str]]) -> None:
         self.ranked, self.calls = ranked, []
+
+    def resolve(self, mode):
+        from ragops.pipeline import check_mode
+
+        return check_mode(mode or "hybrid", self.modes)
 
     def search_batch(self, queries, mode, k):
         self.calls.append((list(queries), mode, k))
@@ -160,20 +174,37 @@ def test_search_frame_checks_its_input() -> None:
         search_frame(FakeRetriever({"x": ["a"]}), docs, pd.DataFrame({"query": ["x"], "k": [0]}), 3, "hybrid")
     empty = search_frame(FakeRetriever({}), docs, pd.DataFrame({"query": []}), 3, "hybrid")
     assert empty.empty and tuple(empty.columns) == OUTPUT_COLUMNS
+    # A mode the model does not carry: the error lists the ones it does.
+    with pytest.raises(ConfigError, match="unknown mode 'dense_ft'; valid: bm25, hybrid"):
+        search_frame(FakeRetriever({"x": ["a"]}), docs, pd.DataFrame({"query": ["x"], "mode": ["dense_ft"]}), 3, None)
+    # No mode anywhere: the model's default.
+    fake = FakeRetriever({"x": ["a"]})
+    search_frame(fake, docs, pd.DataFrame({"query": ["x"]}), 3, None)
+    assert fake.calls == [(["x"], "hybrid", 3)]
 
 
-def test_packaged_config_holds_what_shapes_answers() -> None:
-    cfg = packaged_config({"model": "all-MiniLM-L6-v2", "batch_size": 32, "cache_dir": "/x"},
-                          {"depth": 50}, FusionConfig("rrf", 0.5, "minmax", 60), "hybrid", 10, "abc:256")
+def test_pipeline_config_holds_what_shapes_answers() -> None:
+    params = {"embed": {"model": "all-MiniLM-L6-v2", "batch_size": 32, "cache_dir": "/x"},
+              "retrieve": {"depth": 50}, "fusion": {"method": "rrf", "alpha": 0.5, "norm": "minmax"},
+              "fusion_ft": {"method": "convex", "alpha": 0.6, "norm": "zscore", "prf_docs": 1, "prf_beta": 0.4},
+              "rerank": {"n": 5, "weight": 0.3, "max_length": 96}}
+    cfg = pipeline_config(params, "hybrid_ft_rerank", 10, "abc:256")
+    assert cfg["mode"] == "hybrid_ft_rerank" and cfg["k"] == 10 and cfg["format"] == 2
     assert cfg["fusion"] == {"method": "rrf", "alpha": 0.5, "norm": "minmax", "rrf_k": 60,
                              "prf_docs": 0, "prf_beta": 0.0}  # feedback off unless params turn it on
+    assert cfg["fusion_ft"] == {"method": "convex", "alpha": 0.6, "norm": "zscore", "rrf_k": 60,
+                                "prf_docs": 1, "prf_beta": 0.4}
+    assert cfg["rerank"] == {"n": 5, "weight": 0.3, "max_length": 96, "batch_size": 32}
     assert cfg["retrieve"] == {"depth": 50, "dense_chunk_k": 400}
     assert cfg["embed"] == {"model": "all-MiniLM-L6-v2", "model_id": "abc:256", "device": "cpu", "batch_size": 32,
                             "query_backend": "torch"}  # the query encoder the packaged model uses
     assert json.loads(json.dumps(cfg)) == cfg
-    int8 = packaged_config({"model": "m", "query_backend": "onnx-int8"}, {}, FusionConfig("rrf", 0.5, "minmax", 60),
-                           "hybrid", 10, "abc:256")
+    int8 = pipeline_config({**params, "embed": {"model": "m", "query_backend": "onnx-int8"}}, "hybrid")
     assert int8["embed"]["query_backend"] == "onnx-int8"
+    no_ft = pipeline_config({k: v for k, v in params.items() if k != "fusion_ft"}, "hybrid")
+    assert no_ft["fusion_ft"] == no_ft["fusion"]
+    with pytest.raises(ConfigError, match="unknown mode 'colbert'"):
+        pipeline_config(params, "colbert")
 
 
 def test_requirement_mismatches() -> None:

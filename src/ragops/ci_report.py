@@ -76,15 +76,19 @@ def top_drops(base: dict[str, float], head: dict[str, float], texts: dict[str, s
     return "\n".join(lines)
 
 
-def render(decision: GateDecision, metric: str, split: str, mode: str, table: str, drops: str) -> str:
+def render(decision: GateDecision, metric: str, split: str, mode: str, table: str, drops: str,
+           base_mode: str | None = None, modes_why: str = "") -> str:
+    """The PR comment. ``mode`` is the head's served mode, ``base_mode`` the base's (default: the same)."""
     verdict = "✅ passes" if decision.promote else "❌ fails"
+    base_mode = base_mode or mode
+    what = f"`{mode}`" if base_mode == mode else f"the served modes (base `{base_mode}` → head `{mode}`)"
     return f"""## ragops evaluation gate: {verdict}
 
-{metric} of `{mode}` on the `{split}` split: base {_fmt(decision.champion)} → head {_fmt(decision.challenger)} \
+{metric} of {what} on the `{split}` split: base {_fmt(decision.champion)} → head {_fmt(decision.challenger)} \
 over {decision.n_queries} queries; p = {_fmt(decision.p_value)} ({decision.method}, α = {decision.alpha:g}, \
 tolerance {decision.tolerance:g}).
 **{decision.reason}**
-
+{modes_why}
 ### Queries whose {metric} dropped most
 
 {drops}

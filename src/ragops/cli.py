@@ -73,7 +73,9 @@ def data_fetch(
 def search(
     query: Annotated[str, typer.Argument(help="the query text")],
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, max=1000, help="documents to show")] = 10,
-    mode: Annotated[str, typer.Option(help="bm25 | dense | hybrid")] = "hybrid",
+    mode: Annotated[str | None, typer.Option(
+        help="a retrieval mode the index or model carries: bm25 | dense | hybrid | dense_ft | hybrid_ft | "
+        "hybrid_rerank | hybrid_ft_rerank (default: a model's registered mode; locally serve.mode)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
     model: Annotated[str | None, typer.Option(
         help="answer from a packaged model instead of the local index, e.g. models:/ragops-retriever@champion "
@@ -81,13 +83,16 @@ def search(
     params_file: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Search the built index (or a registered model) and print ranked documents with titles and scores."""
-    from ragops.retrieval import MODES
+    from ragops.pipeline import MODES
 
-    if mode not in MODES:
+    if mode is not None and mode not in MODES:
         raise typer.BadParameter(f"unknown mode {mode!r}; valid: {', '.join(MODES)}", param_hint="--mode")
     if not query.strip():
         raise typer.BadParameter("the query is empty", param_hint="QUERY")
-    hits = model_hits(model, query, k, mode, params_file) if model else _local_hits(query, k, mode, params_file)
+    if model:
+        mode, hits = model_hits(model, query, k, mode, params_file)
+    else:
+        mode, hits = _local_hits(query, k, mode, params_file)
     rows = [
         {"rank": r + 1, "doc_id": d, "score": round(float(s), 4), "title": title, "snippet": text[:160]}
         for r, (d, s, title, text) in enumerate(hits)
@@ -105,18 +110,27 @@ def search(
         console.print("no document matched")
 
 
-def _local_hits(query: str, k: int, mode: str, params_file: Path) -> list[tuple[str, float, str, str]]:
-    """(doc_id, score, title, text) from the built index named by params."""
-    import pandas as pd
-
-    from ragops.artifacts import load_retriever
+def _local_hits(query: str, k: int, mode: str | None,
+                params_file: Path) -> tuple[str, list[tuple[str, float, str, str]]]:
+    """(mode, [(doc_id, score, title, text)]) from the built pipeline named by params."""
+    from ragops.artifacts import load_pipeline
     from ragops.config import load_params
 
     params = load_params(params_file)
-    hits = load_retriever(params, need_dense=mode != "bm25").search(query, mode, k)
-    docs = pd.read_parquet(params["paths"]["docs"]).set_index("doc_id")
-    return [(d, float(s), str(docs.at[d, "title"]), str(docs.at[d, "text"]))
-            for d, s in zip(hits.ids, hits.scores, strict=True)]
+    mode = mode or local_default_mode(params)
+    pipeline, docs = load_pipeline(params, [mode])
+    hits = pipeline.search(query, mode, k)
+    docs = docs.set_index("doc_id")
+    return mode, [(d, float(s), str(docs.at[d, "title"]), str(docs.at[d, "text"]))
+                  for d, s in zip(hits.ids, hits.scores, strict=True)]
+
+
+def local_default_mode(params: dict) -> str:
+    """The local build's default mode: ``serve.mode`` when it names one, else hybrid."""
+    from ragops.pipeline import MODES
+
+    mode = str(params.get("serve", {}).get("mode", "hybrid"))
+    return mode if mode in MODES else "hybrid"
 
 
 @app.command("tune-fusion")

@@ -23,8 +23,7 @@ console = Console()
 
 
 def _answerer(params_file: Path, model: str | None, generator: str | None, scorer: str | None, mode: str | None):
-    import pandas as pd
-
+    """The answerer over a packaged model (its modes, its registered mode, its grounding scorer) or the build."""
     from ragops.answer import build_answerer
     from ragops.config import load_params
 
@@ -32,20 +31,20 @@ def _answerer(params_file: Path, model: str | None, generator: str | None, score
     if model:
         from mlflow.exceptions import MlflowException
 
-        from ragops.cli_registry import _registry
+        from ragops.cli_registry import project_registry
         from ragops.pyfunc import load_model
 
-        _registry(params_file, need_params=False)  # a models:/ URI is resolved in the project's store
+        project_registry(params_file, need_params=False)  # a models:/ URI is resolved in the project's store
         try:
             python_model = load_model(model).unwrap_python_model()
         except (MlflowException, OSError) as exc:
             raise RagopsError(f"cannot load {model}: {str(exc).splitlines()[0]}") from None
-        return build_answerer(python_model.retriever, python_model.docs.reset_index(), params, generator, scorer, mode)
-    from ragops.artifacts import load_retriever
+        return build_answerer(python_model.pipeline, python_model.docs.reset_index(), params, generator, scorer, mode,
+                              grounding_dir=python_model.grounding_dir)
+    from ragops.artifacts import load_pipeline
 
-    retriever = load_retriever(params)
-    docs = pd.read_parquet(params["paths"]["docs"], columns=["doc_id", "title", "text"])
-    return build_answerer(retriever, docs, params, generator, scorer, mode)
+    pipeline, docs = load_pipeline(params)
+    return build_answerer(pipeline, docs, params, generator, scorer, mode)
 
 
 def print_answer(answer) -> None:
@@ -79,7 +78,9 @@ def ask_command(
         str | None, typer.Option(help="auto | extractive | anthropic (default: answer.generator)")
     ] = None,
     scorer: Annotated[str | None, typer.Option(help="lexical | embedding | trained (default: answer.scorer)")] = None,
-    mode: Annotated[str | None, typer.Option(help="bm25 | dense | hybrid (default: answer.mode)")] = None,
+    mode: Annotated[str | None, typer.Option(
+        help="a retrieval mode the index or model carries "
+        "(default: answer.mode; `default`: the model's registered mode)")] = None,
     k: Annotated[int | None, typer.Option("-k", "--top-k", min=1, max=100, help="documents retrieved")] = None,
     batch: Annotated[Path | None, typer.Option(help='questions.jsonl: one {"id", "question"} per line')] = None,
     out: Annotated[

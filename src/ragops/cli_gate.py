@@ -21,7 +21,9 @@ def gate_command(
     """Compare this change with a baseline on per-query scores; exit 1 when it regresses.
 
     The rule is the registry's promotion gate (params `registry:`): the mean may not drop by more
-    than `tolerance`, and a paired significance test may not show a drop (p < alpha).
+    than `tolerance`, and a paired significance test may not show a drop (p < alpha). Each side is
+    judged in the mode it would serve (`registry.mode`; `auto` chooses on each side's own dev metrics
+    within `registry.max_p95_ms`, as the register stage does).
     """
     import pandas as pd
 
@@ -29,22 +31,37 @@ def gate_command(
     from ragops.config import load_params
     from ragops.gate import gate
     from ragops.io import atomic_path
+    from ragops.served_mode import choose_mode
+    from ragops.tracking import RegistryConfig
 
     params = load_params(params_file)
-    reg = params.get("registry", {})
-    metric, split, mode = reg.get("metric", "ndcg@10"), reg.get("split", "test"), reg.get("mode", "hybrid")
+    cfg = RegistryConfig.from_params(params.get("registry"))
+    metric, split = cfg.metric, cfg.split
+    head_metrics = read_metrics(candidate_metrics) if candidate_metrics.exists() else {}
+    base_metrics = read_metrics(baseline_metrics) or {}
+
+    def served(metrics: dict, df) -> tuple[str, str]:
+        if cfg.mode != "auto":
+            return cfg.mode, f"registry.mode is {cfg.mode!r}"
+        if not metrics:
+            return "hybrid", "no metrics.json to choose on: hybrid"
+        carried = sorted(set(df["mode"]))
+        c = choose_mode(metrics, "auto", carried, metric, cfg.select_split, cfg.max_p95_ms)
+        return c.mode, c.reason
+
     base_df, head_df = load_per_query(baseline, metric), load_per_query(candidate, metric, "candidate")
-    base, head = scores(base_df, split, mode, metric, baseline), scores(head_df, split, mode, metric, candidate)
-    decision = gate(head, base, tolerance=float(reg.get("tolerance", 0.01)), alpha=float(reg.get("alpha", 0.05)),
-                    method=reg.get("test", "randomization"), n_resamples=int(reg.get("n_resamples", 10000)))
+    (base_mode, base_why), (mode, head_why) = served(base_metrics, base_df), served(head_metrics, head_df)
+    base = scores(base_df, split, base_mode, metric, baseline)
+    head = scores(head_df, split, mode, metric, candidate)
+    decision = gate(head, base, tolerance=cfg.tolerance, alpha=cfg.alpha, method=cfg.test, n_resamples=cfg.n_resamples)
     texts: dict[str, str] = {}
     queries = Path(params["paths"]["queries"])
     if queries.exists():
         q = pd.read_parquet(queries)
         texts = dict(zip(q["query_id"].astype(str), q["text"], strict=True))
-    head_metrics = read_metrics(candidate_metrics) if candidate_metrics.exists() else {}
-    md = render(decision, metric, split, mode, metrics_table(read_metrics(baseline_metrics), head_metrics),
-                top_drops(base, head, texts, top))
+    why = f"\nServed mode — base: `{base_mode}` ({base_why}); head: `{mode}` ({head_why}).\n"
+    md = render(decision, metric, split, mode, metrics_table(base_metrics or None, head_metrics),
+                top_drops(base, head, texts, top), base_mode, why)
     if report is not None:
         with atomic_path(report) as tmp:
             tmp.write_text(md, encoding="utf-8")

@@ -21,23 +21,26 @@ console = Console()
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params file to read.")]
 
 
-def model_hits(uri: str, query: str, k: int, mode: str, params_file: Path) -> list[tuple[str, float, str, str]]:
-    """(doc_id, score, title, text) from a packaged retriever (``models:/...``, ``runs:/...`` or a folder)."""
+def model_hits(uri: str, query: str, k: int, mode: str | None,
+               params_file: Path) -> tuple[str, list[tuple[str, float, str, str]]]:
+    """(mode, [(doc_id, score, title, text)]) from a packaged pipeline (``models:/...``, ``runs:/...`` or a
+    folder); ``mode`` None: the package's registered mode; a mode it does not carry lists those it does."""
     import pandas as pd
     from mlflow.exceptions import MlflowException
 
     from ragops.pyfunc import load_model
 
-    _registry(params_file, need_params=False)  # a models:/ URI is resolved in the project's store
+    project_registry(params_file, need_params=False)  # a models:/ URI is resolved in the project's store
     try:
         model = load_model(uri)
     except (MlflowException, OSError) as exc:
         raise RagopsError(f"cannot load {uri}: {str(exc).splitlines()[0]}") from None
+    mode = model.unwrap_python_model().pipeline.resolve(mode)
     frame = model.predict(pd.DataFrame({"query": [query], "k": [k], "mode": [mode]}))
-    return list(zip(frame["doc_id"], frame["score"].astype(float), frame["title"], frame["text"], strict=True))
+    return mode, list(zip(frame["doc_id"], frame["score"].astype(float), frame["title"], frame["text"], strict=True))
 
 
-def _registry(params_file: Path, need_params: bool = True):
+def project_registry(params_file: Path, need_params: bool = True):
     """(registry config, MLflow client, store) for the project of ``params_file``."""
     from ragops.config import load_params
     from ragops.tracking import RegistryConfig, connect, resolve_store
@@ -63,7 +66,7 @@ def models_command(
 
     from ragops.registry import list_versions
 
-    cfg, client, store = _registry(params_file)
+    cfg, client, store = project_registry(params_file)
     rows = list_versions(client, cfg.model_name)
     if as_json:
         sys.stdout.write(json.dumps({"model": cfg.model_name, "tracking_uri": store.display_uri,
@@ -72,11 +75,11 @@ def models_command(
     if not rows:
         console.print(f"{cfg.model_name}: no version registered in {store.display_uri} (run `dvc repro`)")
         return
-    table = Table(title=f"{cfg.model_name} ({cfg.split}/{cfg.mode}/{cfg.metric}) in {store.display_uri}")
-    for col in ("version", "aliases", "created", "score", "champion then", "p", "decision", "reason"):
+    table = Table(title=f"{cfg.model_name} ({cfg.split} {cfg.metric} of each version's mode) in {store.display_uri}")
+    for col in ("version", "aliases", "created", "mode", "score", "champion then", "p", "decision", "reason"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(str(r.version), ", ".join(r.aliases), r.created, _num(r.score), _num(r.champion_score),
+        table.add_row(str(r.version), ", ".join(r.aliases), r.created, r.mode, _num(r.score), _num(r.champion_score),
                       _num(r.p_value, 3), r.decision or "", r.reason or "")
     console.print(table)
 
@@ -89,7 +92,7 @@ def promote_command(
     """Make a version champion if the gate allows it (or with --force). Exit code 1 when the gate blocks."""
     from ragops.registry import promote as promote_version
 
-    cfg, client, _ = _registry(params_file)
+    cfg, client, _ = project_registry(params_file)
     result = promote_version(client, cfg, version, force)
     d = result.decision
     if d is None:

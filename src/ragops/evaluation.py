@@ -48,7 +48,7 @@ def latency_sample(query_ids: Sequence[str], n: int, seed: int) -> list[int]:
 
 
 def evaluate_mode(
-    retriever,
+    pipeline,
     query_ids: Sequence[str],
     query_texts: Sequence[str],
     qrels: dict[str, dict[str, int]],
@@ -57,9 +57,9 @@ def evaluate_mode(
     n_latency: int = 100,
     seed: int = 42,
 ) -> ModeResult:
-    hits = retriever.search_batch(query_texts, mode)
+    hits = pipeline.search_batch(query_texts, mode)
     run = as_run(query_ids, hits)
-    latencies = [retriever.timed_search(query_texts[i], mode)[1] for i in latency_sample(query_ids, n_latency, seed)]
+    latencies = [pipeline.timed_search(query_texts[i], mode)[1] for i in latency_sample(query_ids, n_latency, seed)]
     return ModeResult(
         mean=mean_metrics(qrels, run, list(metrics)),
         per_query=per_query(qrels, run, list(metrics)),

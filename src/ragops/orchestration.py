@@ -277,9 +277,12 @@ def registry_note(root: Path) -> str:
     if not path or not (root / path).is_file():
         return ""
     info = json.loads((root / path).read_text(encoding="utf-8"))
+    if info.get("registered") is False:
+        return str(info.get("reason", "not registered"))
     verdict = "promoted to champion" if info.get("promoted") else f"champion stays v{info.get('previous_champion')}"
     reason = (info.get("decision") or {}).get("reason", "")
-    return f"v{info.get('version')} registered as challenger; gate: {verdict} ({reason})"
+    mode = f" serving {info['served_mode']}" if info.get("served_mode") else ""
+    return f"v{info.get('version')}{mode} registered as challenger; gate: {verdict} ({reason})"
 
 
 def not_run(stage: Stage, failed: str) -> StageRecord:

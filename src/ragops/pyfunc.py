@@ -1,12 +1,14 @@
-"""The retriever as an MLflow pyfunc model: files in, ranked documents out.
+"""The trained search pipeline as an MLflow pyfunc model: files in, ranked documents out.
 
-The model folder holds only files ragops already saves without pickle: the embedder folder
-(safetensors), the FAISS index, the bm25s index, ``chunks.parquet``, ``docs.parquet`` and
-``config.json``. It is logged as "models from code" (``pyfunc_code.py``), so MLflow pickles
-nothing either; the ragops source travels in the model's ``code/`` folder.
+The model folder holds only files ragops already saves without pickle — every part its modes need
+(``ragops.artifacts.PARTS``: the base and the fine-tuned embedder folders (safetensors), their FAISS
+indexes, the bm25s index, the reranker, ``chunks.parquet``, ``docs.parquet``), the grounding scorer that
+``/ask`` uses, the query encoders' ONNX exports, and ``config.json``. It is logged as "models from code"
+(``pyfunc_code.py``), so MLflow pickles nothing either; the ragops source travels in the model's
+``code/`` folder. Loading goes through ``ragops.artifacts.assemble_pipeline``, as the local build does.
 
-``predict`` takes a DataFrame with a ``query`` column (optional per-row ``k`` and ``mode``
-columns; params ``k`` and ``mode`` give the defaults) and returns one row per hit, in input
+``predict`` takes a DataFrame with a ``query`` column (optional per-row ``k`` and ``mode`` columns;
+params ``k`` and ``mode`` give the defaults: the registered mode) and returns one row per hit, in input
 order then rank: ``query, rank, doc_id, score, title, text``.
 """
 
@@ -17,8 +19,6 @@ import logging
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,55 +26,30 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from ragops.artifacts import assemble_retriever, query_backend, query_batch_size
-from ragops.errors import ConfigError
+from ragops.artifacts import PARTS, assemble_pipeline, parts_for
+from ragops.errors import ConfigError, RagopsError
+from ragops.pipeline import SearchPipeline
 from ragops.records import Hits
-from ragops.retrieval import FusionConfig, Retriever
 
 OUTPUT_COLUMNS = ("query", "rank", "doc_id", "score", "title", "text")
 CODE_FILE = Path(__file__).with_name("pyfunc_code.py")
 # What the model needs at load time, pinned to the versions it was logged with.
 RUNTIME_PACKAGES = ("mlflow", "torch", "sentence-transformers", "transformers", "faiss-cpu", "bm25s",
-                    "PyStemmer", "numpy", "pandas", "pyarrow", "pyyaml", "threadpoolctl")
+                    "PyStemmer", "numpy", "pandas", "pyarrow", "pyyaml", "threadpoolctl", "onnxruntime")
 EXAMPLE_QUERY = "what is the effect of vitamin D on bone density?"
 
 
-@dataclass(frozen=True)
-class ModelFiles:
-    """The built pipeline's files that make up one packaged retriever."""
-
-    embedder: Path  # a sentence-transformers folder
-    faiss: Path
-    bm25: Path
-    chunks: Path
-    docs: Path
-
-
-def packaged_config(embed: Mapping[str, Any], retrieve: Mapping[str, Any], fusion: FusionConfig,
-                    mode: str, k: int, model_id: str | None = None) -> dict[str, Any]:
-    """config.json of a packaged retriever: everything besides the files that shapes its answers."""
-    return {
-        "format": 1,
-        "mode": mode,
-        "k": int(k),
-        "embed": {"model": str(embed.get("model")), "model_id": model_id, "device": str(embed.get("device", "cpu")),
-                  "batch_size": int(embed.get("batch_size", 64)), "query_backend": query_backend(embed)},
-        "retrieve": {"depth": int(retrieve.get("depth", 100)),
-                     "dense_chunk_k": int(retrieve.get("dense_chunk_k", 400))},
-        "fusion": asdict(fusion),
-    }
-
-
-def search_frame(retriever: Retriever, docs: pd.DataFrame, frame: pd.DataFrame, k: int, mode: str) -> pd.DataFrame:
+def search_frame(pipeline: SearchPipeline, docs: pd.DataFrame, frame: pd.DataFrame, k: int,
+                 mode: str | None) -> pd.DataFrame:
     """Ranked hits for every ``query`` row of ``frame``; ``docs`` is indexed by doc_id (title, text).
 
-    Rows sharing (mode, k) are searched in one batch, like ``Retriever.search_batch``.
+    Rows sharing (mode, k) are searched in one batch, like ``SearchPipeline.search_batch``.
     """
     if "query" not in frame.columns:
         raise ConfigError(f"the input needs a 'query' column; got {list(frame.columns)}")
     queries = frame["query"].astype(str).tolist()
     ks = _column(frame, "k", k, int)
-    modes = _column(frame, "mode", mode, str)
+    modes = [pipeline.resolve(m) for m in _column(frame, "mode", pipeline.resolve(mode), str)]
     if any(kk < 1 for kk in ks):
         raise ConfigError(f"k must be >= 1, got {min(ks)}")
     groups: dict[tuple[str, int], list[int]] = {}
@@ -82,7 +57,7 @@ def search_frame(retriever: Retriever, docs: pd.DataFrame, frame: pd.DataFrame, 
         groups.setdefault(key, []).append(i)
     results: list[Hits | None] = [None] * len(queries)
     for (m, kk), rows in groups.items():
-        for i, hits in zip(rows, retriever.search_batch([queries[i] for i in rows], m, kk), strict=True):
+        for i, hits in zip(rows, pipeline.search_batch([queries[i] for i in rows], m, kk), strict=True):
             results[i] = hits
     out = [
         (queries[i], rank + 1, doc, float(score), str(docs.at[doc, "title"]), str(docs.at[doc, "text"]))
@@ -100,34 +75,40 @@ def _column(frame: pd.DataFrame, name: str, default, cast) -> list:
 
 
 class RetrieverModel(mlflow.pyfunc.PythonModel):
-    """Loads the packaged files into a :class:`ragops.retrieval.Retriever` once, then answers."""
+    """Loads the packaged parts into a :class:`ragops.pipeline.SearchPipeline` once, then answers."""
 
     def load_context(self, context) -> None:
-        from ragops.embedding import Encoder
+        art = {k: Path(v) for k, v in context.artifacts.items()}
+        _warn_on_mismatches(art["config"].parents[1] / "requirements.txt")
+        self.config = json.loads(art["config"].read_text(encoding="utf-8"))
+        self.parts = {k: art.get(k) for k in PARTS}
+        modes = self.config.get("modes") or ["bm25", "dense", "hybrid"]  # format 1: the base modes
+        check_parts(self.parts, modes)
+        # A fresh process finds the ONNX exports in the package; without them it exports once (~10 s).
+        pipeline, docs = assemble_pipeline(self.parts, self.config, modes,
+                                           onnx_dir=os.environ.get("RAGOPS_ONNX_DIR", "~/.cache/ragops/onnx"))
+        self.pipeline: SearchPipeline = pipeline
+        self.docs = docs.set_index("doc_id")
 
-        art = context.artifacts
-        _warn_on_mismatches(Path(art["config"]).parents[1] / "requirements.txt")
-        self.config = json.loads(Path(art["config"]).read_text(encoding="utf-8"))
-        emb = self.config["embed"]
-        # The indexes load on a second thread while this one imports torch and loads the encoder.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragops-load") as pool:
-            indexes = pool.submit(assemble_retriever, art["chunks"], art["bm25"], art["faiss"], None,
-                                  self.config["retrieve"], FusionConfig(**self.config["fusion"]))
-            docs = pool.submit(pd.read_parquet, art["docs"], columns=["doc_id", "title", "text"])
-            # An ONNX query backend is exported from the packaged embedder on first load (offline, ~10 s).
-            backend = emb.get("query_backend", "torch")
-            encoder = Encoder(art["embedder"], device=emb["device"], backend=backend,
-                              batch_size=query_batch_size(backend, int(emb["batch_size"])),
-                              onnx_dir=os.environ.get("RAGOPS_ONNX_DIR", "~/.cache/ragops/onnx"))
-            self.retriever = indexes.result()
-            self.docs = docs.result().set_index("doc_id")
-        self.retriever.encode = encoder
+    @property
+    def grounding_dir(self) -> Path | None:
+        """The packaged grounding scorer (``/ask``, ``ragops ask --model``), or None."""
+        return self.parts.get("grounding")
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         params = params or {}
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        return search_frame(self.retriever, self.docs, frame, int(params.get("k") or self.config["k"]),
-                            str(params.get("mode") or self.config["mode"]))
+        return search_frame(self.pipeline, self.docs, frame, int(params.get("k") or self.config["k"]),
+                            params.get("mode") or None)
+
+
+def check_parts(parts: Mapping[str, Path | None], modes: Sequence[str]) -> None:
+    """A package must hold every part its modes need: name the missing one (the old version keeps serving)."""
+    for mode in modes:
+        for part in parts_for(mode):
+            path = parts.get(part)
+            if path is None or not Path(path).exists():
+                raise RagopsError(f"the package has no {part!r}, which its mode {mode!r} needs")
 
 
 def _warn_on_mismatches(requirements: Path) -> None:
@@ -184,19 +165,17 @@ def pip_requirements(packages: Sequence[str] = RUNTIME_PACKAGES) -> list[str]:
     return out
 
 
-def log_retriever_model(files: ModelFiles, config: dict[str, Any], registered_model_name: str | None,
-                        name: str = "retriever"):
-    """Log the packaged retriever into the active run (and register it); returns MLflow's ModelInfo.
-
-    MLflow loads the model once while logging, to check the input example answers.
-    """
+def log_pipeline_model(parts: Mapping[str, Path | None], config: dict[str, Any], registered_model_name: str | None,
+                       name: str = "retriever"):
+    """Log the packaged pipeline (``parts`` that are not None, and ``config``) into the active run and
+    register it; returns MLflow's ModelInfo. MLflow loads the model once while logging, to check the input
+    example answers."""
     import ragops
 
     with tempfile.TemporaryDirectory(prefix="ragops-model-") as tmp:
         config_path = Path(tmp) / "config.json"
         config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
-        artifacts = {"embedder": files.embedder, "faiss": files.faiss, "bm25": files.bm25,
-                     "chunks": files.chunks, "docs": files.docs, "config": config_path}
+        artifacts = {key: path for key, path in parts.items() if path is not None} | {"config": config_path}
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=str(CODE_FILE),

@@ -3,11 +3,16 @@ the gate's decisions written as version tags.
 
 Every new version gets the alias ``challenger``; it gets ``champion`` only when the gate
 (:func:`ragops.gate.gate`) lets it, or with ``force``. Per-query scores come from each version's own
-run (its ``per_query.csv`` artifact), so the champion is judged on what it scored when it was logged.
+run (its ``per_query.csv`` artifact) in the mode that version serves (its ``served_mode`` tag), so the
+champion is judged on what it scored, serving what it serves, when it was logged. Each version also
+carries the fingerprint of the evaluation set it was scored on (``data.fingerprint``): scores of two
+different evaluation sets are never paired (a collection numbered 1, 2, 3, … shares query ids with
+SciFact's test split), the gate refuses and says why.
 """
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +26,7 @@ from ragops.tracking import RegistryConfig
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 PER_QUERY_ARTIFACT = "per_query.csv"
+MODE_TAG, DATA_TAG = "served_mode", "data.fingerprint"
 
 
 @dataclass(frozen=True)
@@ -31,7 +37,8 @@ class VersionInfo:
     aliases: list[str]
     created: str
     run_id: str | None
-    score: float | None  # the version's own mean of the gate metric (split/mode) when logged
+    mode: str  # the mode it serves
+    score: float | None  # the version's own mean of the gate metric (split/its mode) when logged
     decision: str | None
     champion_score: float | None
     p_value: float | None
@@ -45,6 +52,27 @@ def read_per_query(path: str | Path, split: str, mode: str, metric: str) -> dict
         return {}
     rows = table[(table["split"] == split) & (table["mode"] == mode)]
     return dict(zip(rows["query_id"], rows[metric].astype(float), strict=True))
+
+
+def data_fingerprint(queries: pd.DataFrame, qrels: pd.DataFrame, split: str) -> str:
+    """sha256 of an evaluation set: the ``split``'s query ids and texts and their judgments. Two runs
+    with the same fingerprint were scored on the same questions against the same answers."""
+    sub = qrels[qrels["split"] == split].sort_values(["query_id", "doc_id"])
+    text = dict(zip(queries["query_id"].astype(str), queries["text"].astype(str), strict=True))
+    h = hashlib.sha256(split.encode())
+    for q, d, score in zip(sub["query_id"].astype(str), sub["doc_id"].astype(str), sub["score"], strict=True):
+        h.update(f"{q}\t{text.get(q, '')}\t{d}\t{int(score)}\n".encode())
+    return h.hexdigest()
+
+
+def version_mode(mv, default: str = "hybrid") -> str:
+    """The mode a registered version serves: its ``served_mode`` tag; versions logged before the tag
+    existed said it in ``score.metric`` (split/mode/metric), else they served ``default``."""
+    tags = dict(mv.tags or {})
+    if tags.get(MODE_TAG):
+        return str(tags[MODE_TAG])
+    parts = str(tags.get("score.metric", "")).split("/")
+    return parts[1] if len(parts) == 3 and parts[1] else default
 
 
 def _missing(exc: Exception) -> bool:
@@ -80,8 +108,8 @@ def champion_version(client, name: str):
     return get_version(client, name, version) if version is not None else None
 
 
-def run_per_query(client, run_id: str | None, cfg: RegistryConfig) -> dict[str, float] | None:
-    """The gate metric per query of a version's run (None when the run has no per-query table)."""
+def run_per_query(client, run_id: str | None, cfg: RegistryConfig, mode: str) -> dict[str, float] | None:
+    """The gate metric per query of a version's run in ``mode`` (None when the run has no such rows)."""
     from mlflow.exceptions import MlflowException
 
     if not run_id:
@@ -91,21 +119,34 @@ def run_per_query(client, run_id: str | None, cfg: RegistryConfig) -> dict[str, 
             path = client.download_artifacts(run_id, PER_QUERY_ARTIFACT, tmp)
         except (MlflowException, OSError):
             return None
-        return read_per_query(path, cfg.split, cfg.mode, cfg.metric) or None
+        return read_per_query(path, cfg.split, mode, cfg.metric) or None
 
 
-def decide(client, cfg: RegistryConfig, challenger: dict[str, float], champion) -> GateDecision:
-    """Run the gate of ``cfg`` for ``challenger`` scores against the ``champion`` version (or None)."""
+def decide(client, cfg: RegistryConfig, challenger: dict[str, float], champion, mode: str,
+           fingerprint: str | None = None) -> GateDecision:
+    """Run the gate of ``cfg`` for ``challenger`` scores (serving ``mode``, evaluated on the set with
+    ``fingerprint``) against the ``champion`` version (or None) in the mode it serves."""
     args = {"tolerance": cfg.tolerance, "alpha": cfg.alpha, "method": cfg.test, "n_resamples": cfg.n_resamples}
     if champion is None:
         return gate(challenger, None, **args)
-    champ_scores = run_per_query(client, champion.run_id, cfg)
+    champ_mode = version_mode(champion)
+    champ_fp = dict(champion.tags or {}).get(DATA_TAG)
+    if fingerprint and champ_fp and fingerprint != champ_fp:
+        blocked = gate(challenger, {}, **args)
+        reason = (f"evaluated on another data set than champion v{champion.version} ({cfg.split} fingerprint "
+                  f"{fingerprint[:12]} vs {champ_fp[:12]}): per-query scores of different question sets cannot "
+                  "be paired; nothing compared (use --force to promote anyway)")
+        return replace(blocked, reason=reason)
+    champ_scores = run_per_query(client, champion.run_id, cfg, champ_mode)
     if champ_scores is None:
         blocked = gate(challenger, {}, **args)
-        reason = (f"champion v{champion.version} has no per-query {cfg.metric} for {cfg.split}/{cfg.mode}: "
+        reason = (f"champion v{champion.version} has no per-query {cfg.metric} for {cfg.split}/{champ_mode}: "
                   "nothing to compare (use --force)")
         return replace(blocked, reason=reason)
-    return gate(challenger, champ_scores, **args)
+    decision = gate(challenger, champ_scores, **args)
+    if champ_mode == mode:
+        return decision
+    return replace(decision, reason=f"{mode} vs champion's {champ_mode}: {decision.reason}")
 
 
 def _fmt(value: float | None) -> str:
@@ -113,12 +154,14 @@ def _fmt(value: float | None) -> str:
 
 
 def record_decision(client, name: str, version: str, cfg: RegistryConfig, decision: GateDecision,
-                    champion: str | None, forced: bool = False) -> dict[str, str]:
+                    champion: str | None, forced: bool = False, mode: str = "hybrid",
+                    champion_mode: str | None = None) -> dict[str, str]:
     """Write the decision as tags of ``version``; returns the tags."""
     tags = {
         "gate.decision": "forced" if forced else ("promote" if decision.promote else "block"),
         "gate.reason": decision.reason,
-        "gate.metric": f"{cfg.split}/{cfg.mode}/{cfg.metric}",
+        "gate.metric": f"{cfg.split}/{mode}/{cfg.metric}",
+        "gate.champion_mode": champion_mode or "",
         "gate.challenger_score": _fmt(decision.challenger),
         "gate.champion_score": _fmt(decision.champion),
         "gate.champion_version": champion or "",
@@ -154,6 +197,7 @@ def list_versions(client, name: str) -> list[VersionInfo]:
             aliases=sorted(by_version.get(str(mv.version), [])),
             created=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(mv.creation_timestamp) / 1000)),
             run_id=mv.run_id,
+            mode=version_mode(mv),
             score=_float(tags.get("score")),
             decision=tags.get("gate.decision"),
             champion_score=_float(tags.get("gate.champion_score")),
@@ -197,16 +241,18 @@ def promote(client, cfg: RegistryConfig, version: int | str | None = None, force
     previous = held.get(CHAMPION)
     if previous == str(mv.version):
         return Promotion(str(mv.version), previous, True, force, None)
-    scores = run_per_query(client, mv.run_id, cfg)
+    mode = version_mode(mv)
+    scores = run_per_query(client, mv.run_id, cfg, mode)
     if scores is None and not force:
-        raise ConfigError(f"v{mv.version} has no per-query {cfg.metric} for {cfg.split}/{cfg.mode} "
+        raise ConfigError(f"v{mv.version} has no per-query {cfg.metric} for {cfg.split}/{mode} "
                           "in its run: the gate cannot judge it (use --force)")
     champion = get_version(client, name, previous) if previous is not None else None
-    decision = decide(client, cfg, scores or {}, champion)
+    decision = decide(client, cfg, scores or {}, champion, mode, dict(mv.tags or {}).get(DATA_TAG))
     if force:  # the gate still runs, so the tags say what it would have decided
         over = f" over v{previous}" if previous else ""
         decision = replace(decision, reason=f"forced{over}; the gate said: {decision.reason}")
-    record_decision(client, name, str(mv.version), cfg, decision, previous, forced=force)
+    record_decision(client, name, str(mv.version), cfg, decision, previous, forced=force, mode=mode,
+                    champion_mode=version_mode(champion) if champion is not None else None)
     promoted = force or decision.promote
     if promoted:
         set_alias(client, name, CHAMPION, str(mv.version))

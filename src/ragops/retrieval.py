@@ -1,7 +1,8 @@
-"""Retrieval modes over the indexes: ``bm25``, ``dense`` and ``hybrid`` (fusion by name).
+"""One embedder's retrieval over the indexes: ``bm25``, ``dense`` and ``hybrid`` (fusion by name).
 
-Dense search runs over chunks; chunk scores are aggregated to documents by max (MaxP, Dai &
-Callan 2019). Every list is ranked score desc, then id asc.
+:class:`Retriever` is a part: :class:`ragops.pipeline.SearchPipeline` composes a base and a fine-tuned
+one with the reranker, and is what callers search through. Dense search runs over chunks; chunk
+scores are aggregated to documents by max (MaxP, Dai & Callan 2019). Every list is ranked score desc, then id asc.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ class Retriever:
     bm25_row_doc: dict[str, str] | None = None  # chunk id -> doc id when BM25 indexes chunks
     _doc_rows: dict[str, list[int]] | None = field(default=None, init=False, repr=False)
 
-    def _bm25(self, queries: Sequence[str]) -> list[Hits]:
+    def bm25_search(self, queries: Sequence[str]) -> list[Hits]:
+        """BM25 document lists (chunk hits aggregated by MaxP when BM25 indexes chunks)."""
         hits = self.bm25.search_batch(queries, self.depth if self.bm25_row_doc is None else self.dense_chunk_k)
         if self.bm25_row_doc is None:
             return hits
@@ -71,14 +73,23 @@ class Retriever:
             max_by_doc(h.scores, np.arange(len(h.ids)), [self.bm25_row_doc[i] for i in h.ids], self.depth) for h in hits
         ]
 
-    def _dense(self, query_vecs: np.ndarray) -> list[Hits]:
+    def dense_search(self, query_vecs: np.ndarray) -> list[Hits]:
+        """Dense document lists for encoded queries (MaxP over ``dense_chunk_k`` chunk hits)."""
         scores, rows = search_dense(self.dense_index, query_vecs, self.dense_chunk_k)
         return [max_by_doc(scores[i], rows[i], self.row_doc, self.depth) for i in range(len(rows))]
 
     def components(self, queries: Sequence[str]) -> tuple[list[Hits], list[Hits]]:
         """(dense, bm25) document lists per query, before fusion (used to tune fusion)."""
         queries = list(queries)
-        return self._dense(self.encode(queries)), self._bm25(queries)
+        return self.dense_search(self.encode(queries)), self.bm25_search(queries)
+
+    def with_encoder(self, encode: Callable[[list[str]], np.ndarray] | None) -> Retriever:
+        """The same indexes behind another query encoder (a cache, a memo, another backend)."""
+        return replace(self, encode=encode)
+
+    @property
+    def has_dense(self) -> bool:
+        return self.dense_index is not None and self.encode is not None
 
     def doc_vector(self, doc: str) -> np.ndarray:
         """Mean of a document's chunk vectors, read back from the FAISS index."""
@@ -109,7 +120,7 @@ class Retriever:
         ]
         if not f.feedback:
             return fused
-        dense = self._dense(self.feedback_vectors(query_vecs, fused, f.prf_docs, f.prf_beta))
+        dense = self.dense_search(self.feedback_vectors(query_vecs, fused, f.prf_docs, f.prf_beta))
         return self.hybrid(query_vecs, dense, sparse, replace(f, prf_docs=0), k)
 
     def search_batch(self, queries: Sequence[str], mode: str = "hybrid", k: int | None = None) -> list[Hits]:
@@ -119,9 +130,9 @@ class Retriever:
         queries = list(queries)
         if not queries:
             return []
-        sparse = self._bm25(queries) if mode in ("bm25", "hybrid") else None
+        sparse = self.bm25_search(queries) if mode in ("bm25", "hybrid") else None
         vecs = self.encode(queries) if mode in ("dense", "hybrid") else None
-        dense = self._dense(vecs) if vecs is not None else None
+        dense = self.dense_search(vecs) if vecs is not None else None
         if mode == "bm25":
             return [h.top(k) for h in sparse]
         if mode == "dense":

@@ -30,12 +30,15 @@ import yaml
 from ragops.config import flatten
 from ragops.errors import ConfigError, unknown_name
 from ragops.metrics import PAIRED_TESTS, parse_metric
-from ragops.retrieval import MODES
+from ragops.pipeline import MODES
 
 # Param names that may hold a credential: never logged, whatever their value.
 _SECRET_NAME = re.compile(r"(api[_-]?key|secret|token|passw(or)?d|credential|auth)", re.IGNORECASE)
 # Values that look like a provider key (Anthropic/OpenAI "sk-...", or a long opaque string).
 _SECRET_VALUE = re.compile(r"^(sk-[\w-]{16,}|[A-Za-z0-9_\-]{40,})$")
+
+
+EXPERIMENT_POLICIES = ("skip", "register")
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,12 @@ class RegistryConfig:
     experiment: str = "ragops"
     tracking_uri: str = "sqlite:///mlflow.db"
     artifact_root: str = "mlartifacts"
-    mode: str = "hybrid"  # the served mode: the packaged default, and what the gate compares
+    # the served mode: a mode name, or auto (the best dev metric within max_p95_ms: ragops.served_mode);
+    # the packaged default, and what the gate compares (each version's own served mode)
+    mode: str = "auto"
+    select_split: str = "dev"  # where auto chooses (never test)
+    max_p95_ms: float = 50.0  # auto: the latency budget, one query end to end (the evaluate stage's p95)
+    experiments: str = "skip"  # dvc exp run: skip (log the run, register nothing) | register
     split: str = "test"
     metric: str = "ndcg@10"
     tolerance: float = 0.01
@@ -56,8 +64,14 @@ class RegistryConfig:
     k: int = 10  # results per query when a caller does not say
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise unknown_name("registry mode", self.mode, MODES)
+        if self.mode not in ("auto", *MODES):
+            raise unknown_name("registry mode", self.mode, ("auto", *MODES))
+        if self.experiments not in EXPERIMENT_POLICIES:
+            raise unknown_name("registry.experiments", self.experiments, EXPERIMENT_POLICIES)
+        if self.select_split == "test":
+            raise ConfigError("registry.select_split: choosing the served mode on test would fit it to test; use dev")
+        if not self.max_p95_ms > 0:
+            raise ConfigError(f"registry.max_p95_ms must be > 0, got {self.max_p95_ms}")
         if self.test not in PAIRED_TESTS:
             raise unknown_name("registry test", self.test, PAIRED_TESTS)
         parse_metric(self.metric)
@@ -71,13 +85,12 @@ class RegistryConfig:
         extra = set(p) - set(known)
         if extra:
             raise ConfigError(f"registry: unknown keys {sorted(extra)}; valid: {sorted(known)}")
-        casts = {"tolerance": float, "alpha": float, "n_resamples": int, "k": int}
+        casts = {"tolerance": float, "alpha": float, "n_resamples": int, "k": int, "max_p95_ms": float}
         return RegistryConfig(**{k: casts.get(k, str)(v) for k, v in p.items()})
 
-    @property
-    def gate_key(self) -> str:
-        """The metric the gate reads, as an MLflow key: ``test/hybrid/ndcg_at_10``."""
-        return metric_key(self.split, self.mode, self.metric)
+    def gate_key(self, mode: str) -> str:
+        """The metric the gate reads for a version serving ``mode``, as an MLflow key: ``test/hybrid/ndcg_at_10``."""
+        return metric_key(self.split, mode, self.metric)
 
 
 @dataclass(frozen=True)

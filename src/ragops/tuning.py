@@ -59,7 +59,7 @@ def grid_search(
     setting plus ``metric``; best first (ties: the order tried, so feedback must beat plain fusion)."""
     queries = list(queries)
     vecs = retriever.encode(queries)
-    dense, sparse = retriever._dense(vecs), retriever._bm25(queries)
+    dense, sparse = retriever.dense_search(vecs), retriever.bm25_search(queries)
 
     def trial(setting: dict[str, Any]) -> dict[str, Any]:
         hits = retriever.hybrid(vecs, dense, sparse, FusionConfig(**setting), retriever.depth)
@@ -90,10 +90,11 @@ def split_queries(params: dict[str, Any], split: str) -> tuple[list[str], list[s
 
 def tune_fusion_on_split(params: dict[str, Any], split: str, metric: str) -> list[dict]:
     """The base hybrid's fusion settings scored on ``split``; best first."""
-    from ragops.artifacts import load_retriever
+    from ragops.artifacts import load_pipeline
 
     qids, queries, qrels = split_queries(params, split)
-    return grid_search(load_retriever(params), queries, qids, qrels, metric)
+    pipeline, _ = load_pipeline(params, ["hybrid"])
+    return grid_search(pipeline.retriever("hybrid"), queries, qids, qrels, metric)
 
 
 def write_block(params_file: str | Path, block: str, values: dict[str, Any], command: str) -> None:

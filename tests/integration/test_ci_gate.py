@@ -1,8 +1,10 @@
 """`ragops gate` on real pipeline outputs: a params change that hurts retrieval fails the gate, the
-reverse change passes, and bad baselines give clear errors (tiny profile, real `dvc repro`)."""
+reverse change passes, and bad baselines give clear errors (tiny profile, real `dvc repro`). Each side is
+judged in the mode it would serve (`registry.mode: auto`, chosen on its own dev metrics), named in the report."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -15,8 +17,10 @@ pytestmark = pytest.mark.integration
 
 
 def set_alpha(root: Path, alpha: float) -> None:
+    """Both hybrids (base and fine-tuned), whichever the build serves."""
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["fusion"]["alpha"] = alpha
+    params["fusion_ft"]["alpha"] = alpha
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -27,6 +31,7 @@ def test_gate_fails_a_regression_and_passes_an_improvement(built_project: Path, 
         run(["dvc", "repro"], root)
         shutil.copy(root / "reports/per_query.csv", tmp_path / "hybrid.csv")
         shutil.copy(root / "reports/metrics.json", tmp_path / "hybrid.json")
+        served = json.loads((root / "reports/registry.json").read_text())["served_mode"]
         set_alpha(root, 0.0)  # fusion weight 0 on dense: BM25 alone, clearly worse than hybrid
         run(["dvc", "repro"], root)
         worse = run(["ragops", "gate", "--baseline", str(tmp_path / "hybrid.csv"), "--baseline-metrics",
@@ -36,6 +41,7 @@ def test_gate_fails_a_regression_and_passes_an_improvement(built_project: Path, 
         report = (tmp_path / "report.md").read_text()
         assert "❌ fails" in report and "Queries whose ndcg@10 dropped most" in report
         assert "| test | hybrid | ndcg@10 |" in report
+        assert f"Served mode — base: `{served}` (best dev ndcg@10" in report
         # The other way round: the hybrid outputs against the BM25-only baseline pass.
         shutil.copy(root / "reports/per_query.csv", tmp_path / "bm25only.csv")
         (root / "params.yaml").write_text(original)

@@ -59,6 +59,12 @@ def test_search_page_in_a_real_browser(page_server: Server, tmp_path_factory: py
             assert "token=" not in page.url  # taken into localStorage, removed from the address
             page.wait_for_function("document.getElementById('model').textContent.includes('local')")
             assert page.locator("#token-box").is_hidden()
+            # the mode list is the served build's: every mode it carries, its default first and marked
+            options = page.locator("#mode option")
+            values = [options.nth(i).get_attribute("value") for i in range(options.count())]
+            assert values[0] == "hybrid" and set(values) == {"bm25", "dense", "hybrid", "dense_ft", "hybrid_ft",
+                                                             "hybrid_rerank", "hybrid_ft_rerank"}
+            assert options.nth(0).inner_text() == "hybrid (default)"
             page.fill("#query", query)
             page.click("#go")
             page.wait_for_selector("#results li.result", timeout=30_000)

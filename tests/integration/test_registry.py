@@ -3,20 +3,20 @@ registers a version; the gate keeps a worse challenger out and lets a better one
 promotes and answers from `models:/ragops-retriever@champion` exactly like the local index; and the
 same against a real `mlflow server` on 127.0.0.1.
 
-Versions (a SQLite store inside the project copy), on the test split, hybrid nDCG@10:
-v1 fusion.alpha=0.3 (0.92, first: champion), v2 alpha=0.0 (BM25 alone, 0.87: a significant drop,
-blocked), v3 alpha=0.55 (0.95: better, promoted).
+Versions (a SQLite store inside the project copy), on the test split, hybrid nDCG@10 (the served mode
+named here, `registry.mode: hybrid`, so that fusion.alpha moves what is served; `auto` is exercised by
+test_served_package.py): v1 fusion.alpha=0.3 (0.92, first: champion), v2 alpha=0.0 (BM25 alone, 0.87: a
+significant drop, blocked), v3 alpha=0.55 (0.95: better, promoted). v2 and v3 change no model, so their
+packages share v1's model files on disk (hard links to one blob per content hash). Last, `dvc exp run`
+logs a run and registers nothing.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from .conftest import copy_project, run
+from .conftest import background, copy_project, free_port, run
 
 pytestmark = pytest.mark.integration
 MODEL = "ragops-retriever"
@@ -38,7 +38,7 @@ from ragops.config import load_params
 params = load_params("params.yaml")
 texts = json.loads(sys.argv[1])
 got = mlflow.pyfunc.load_model(sys.argv[2]).predict(pd.DataFrame({"query": texts}), params={"k": 10})
-hits = load_retriever(params).search_batch(texts, "hybrid", 10)
+hits = load_retriever(params).search_batch(texts, "hybrid", 10)  # the base retriever, as evaluate ran it
 docs = pd.read_parquet(params["paths"]["docs"]).set_index("doc_id")
 want = [[t, r + 1, d, s, docs.at[d, "title"], docs.at[d, "text"]]
         for t, h in zip(texts, hits) for r, (d, s) in enumerate(zip(h.ids, h.scores.tolist()))]
@@ -79,6 +79,7 @@ def history(tmp_path_factory: pytest.TempPathFactory, mirror_root: Path, embeddi
     root = copy_project(tmp_path_factory.mktemp("registry"), embedding_cache)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["generate"] = {"api_key": SECRET, "model": "claude"}  # a credential in params: never logged
+    params["registry"]["mode"] = "hybrid"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["ragops", "data", "fetch", "--mirror", str(mirror_root)], root)
     steps = {}
@@ -96,7 +97,8 @@ def test_first_version_is_champion_and_its_run_has_everything(history: dict) -> 
     assert summary["version"] == 1 and summary["promoted"]
     assert summary["aliases"] == {"champion": "1", "challenger": "1"}
     assert "first version" in summary["decision"]["reason"]
-    assert f"{MODEL} v1: PROMOTED to champion" in first["stdout"]
+    assert f"{MODEL} v1 serving hybrid (registry.mode is 'hybrid'): PROMOTED to champion" in first["stdout"]
+    assert summary["served_mode"] == "hybrid" and len(summary["data_fingerprint"]) == 64
     c = client(root)
     run_ = c.get_run(summary["run_id"])
     params, metrics, tags = run_.data.params, run_.data.metrics, run_.data.tags
@@ -106,10 +108,11 @@ def test_first_version_is_champion_and_its_run_has_everything(history: dict) -> 
     for split in ("dev", "test"):
         for mode in ("bm25", "dense", "hybrid"):
             names = ("ndcg_at_10", "mrr_at_10", "p_at_10", "recall_at_100", "map_at_100")
-            names += ("latency_ms",) if split == "test" else ()  # latency: evaluate.latency_splits
+            names += ("latency_ms", "latency_p95_ms")  # latency: evaluate.latency_splits
             assert {f"{split}/{mode}/{m}" for m in names} <= set(metrics)
     assert metrics["test/hybrid/ndcg_at_10"] == first["metrics"]["test"]["hybrid"]["ndcg@10"]
     assert {"timing/evaluate_s", "timing/prepare_s", "timing/register_model_s"} <= set(metrics)
+    assert tags["served_mode"] == "hybrid" and tags["data.fingerprint"] == summary["data_fingerprint"]
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
     assert tags["mlflow.source.git.commit"] == head and tags["git.commit"] == head
     assert len(tags["dvc.lock.sha256"]) == 64 and tags["dvc.md5.data/processed/chunks.parquet"]
@@ -153,7 +156,7 @@ def test_worse_challenger_is_not_promoted(history: dict) -> None:
     assert summary["version"] == 2 and not summary["promoted"]
     assert summary["aliases"] == {"champion": "1", "challenger": "2"}
     assert d["delta"] < -0.01 and d["p_value"] < 0.05 and "significant" in d["reason"]
-    assert "v2: NOT promoted (champion stays v1)" in step["stdout"] and "p=" in step["stdout"]
+    assert "NOT promoted (champion stays v1)" in step["stdout"] and "p=" in step["stdout"]
     tags = client(history["root"]).get_model_version(MODEL, "2").tags
     assert tags["gate.decision"] == "block" and tags["gate.champion_version"] == "1"
     assert float(tags["gate.challenger_score"]) == pytest.approx(d["challenger"], abs=1e-6)
@@ -212,12 +215,6 @@ def test_promote_runs_the_gate_unless_forced(history: dict) -> None:
     assert unknown.returncode == 2 and "no version 42" in unknown.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
     """`mlflow server` on 127.0.0.1 (SQLite backend, proxied artifacts), stopped with its workers."""
@@ -226,36 +223,16 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
            f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "server-artifacts"),
            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed below, after the process
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).text.strip() == "OK":
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"mlflow server did not start:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+    with background(cmd, tmp_path, env, tmp_path / "server.log", f"http://127.0.0.1:{port}/health",
+                    lambda r: r.text.strip() == "OK", "mlflow server", timeout=120) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        log.close()
 
 
 def test_against_a_real_mlflow_server(history: dict, mlflow_server: str) -> None:
     root = history["root"]
     env = {"MLFLOW_TRACKING_URI": mlflow_server}
     out = run([sys.executable, "-m", "ragops.stages.register"], root, env=env).stdout
-    assert f"{MODEL} v1: PROMOTED to champion" in out and mlflow_server in out
+    assert f"{MODEL} v1 serving hybrid" in out and "PROMOTED to champion" in out and mlflow_server in out
     summary = registry_json(root)
     assert summary["tracking_uri"] == mlflow_server and summary["version"] == 1
     listed = json.loads(run(["ragops", "models", "--json"], root, env=env).stdout)
@@ -265,3 +242,31 @@ def test_against_a_real_mlflow_server(history: dict, mlflow_server: str) -> None
     assert json.loads(remote) == json.loads(run(["ragops", "search", query, "--json"], root).stdout)
     run_ = httpx.get(f"{mlflow_server}/api/2.0/mlflow/runs/get", params={"run_id": summary["run_id"]}).json()["run"]
     assert any(m["key"] == "test/hybrid/ndcg_at_10" for m in run_["data"]["metrics"])
+
+
+def test_unchanged_models_cost_no_disk_again(history: dict) -> None:
+    """v2 and v3 retrained nothing: their packages add only what changed (config, metrics), the model
+    files are links to v1's blobs (issue 15: <= 10 MB per version)."""
+    first, later = history["steps"][1]["registry"]["package"], history["steps"][3]["registry"]["package"]
+    assert first["linked"] == 0 and first["bytes_new"] > 100e6  # embedders, reranker, grounding: once
+    assert later["bytes_total"] == pytest.approx(first["bytes_total"], rel=0.01)
+    assert later["linked"] >= first["files"] // 2 and later["bytes_new"] < 10e6, later
+    c = client(history["root"])
+    folders = [Path(c.get_logged_model(c.get_model_version(MODEL, v).model_id).artifact_location[len("file://"):])
+               for v in ("1", "3")]
+    a, b = (next(f.rglob("model.safetensors")) for f in folders)
+    assert os.path.samefile(a, b)
+
+
+def test_an_experiment_is_logged_not_registered(history: dict) -> None:
+    """`dvc exp run` is a question, not a release: a run in the experiment, no new version, no alias moved."""
+    root = history["root"]
+    before = client(root).get_registered_model(MODEL).aliases
+    out = run(["dvc", "exp", "run", "-S", "fusion.alpha=0.5", "-n", "alpha-half"], root)
+    assert "logged, not registered" in out.stdout, out.stdout[-2000:]
+    summary = registry_json(root)
+    assert summary["registered"] is False and "dvc exp run (alpha-half)" in summary["reason"]
+    c = client(root)
+    assert max(int(v.version) for v in c.search_model_versions(f"name = '{MODEL}'")) == 3
+    assert c.get_registered_model(MODEL).aliases == before
+    assert c.get_run(summary["run_id"]).data.tags["dvc.experiment"] == "alpha-half"

@@ -37,6 +37,12 @@ OUTPUTS = (
     "metrics",
     "per_query",
     "plots",
+    "embedder",
+    "embeddings_ft",
+    "embed_stats_ft",
+    "faiss_ft",
+    "reranker",
+    "grounding_model",
 )
 QUERIES = [
     "vitamin D deficiency and bone fractures",
@@ -172,12 +178,13 @@ def test_local_server_answers_with_citations_and_counts_requests(local_server: S
 
 @pytest.fixture(scope="module")
 def registry_root(built_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A registry with v1 (fusion.alpha 0.3) and v2 (alpha 0.8): champion v1."""
+    """A registry with v1 (fusion.alpha 0.3) and v2 (alpha 0.8), both serving hybrid: champion v1."""
     root = tmp_path_factory.mktemp("serve-registry")
     if (built_project / "dvc.lock").exists():
         shutil.copy2(built_project / "dvc.lock", root / "dvc.lock")
     for alpha in (0.3, 0.8):
-        serve_params(built_project, root, fusion={"alpha": alpha}, serve={"poll_s": 0.5, "cache_size": 0})
+        serve_params(built_project, root, fusion={"alpha": alpha}, serve={"poll_s": 0.5, "cache_size": 0},
+                     registry={"mode": "hybrid"})
         run([sys.executable, "-m", "ragops.stages.register"], root)
     run(["ragops", "promote", "--version", "1", "--force"], root)
     return root

@@ -1,6 +1,6 @@
 """Answers with citations and a measured check of each claim (issue 6).
 
-``build_answerer(retriever, docs, params)`` -> ``Answerer.ask(question)`` -> ``Answer``.
+``build_answerer(pipeline, docs, params)`` -> ``Answerer.ask(question)`` -> ``Answer``.
 """
 
 from ragops.answer.answerer import AnswerConfig, Answerer, build_answerer

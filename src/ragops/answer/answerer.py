@@ -37,7 +37,7 @@ log = logging.getLogger("ragops.answer")
 @dataclass(frozen=True)
 class AnswerConfig:
     k: int = 5  # documents retrieved for the context
-    mode: str = "hybrid"
+    mode: str = "default"  # a retrieval mode, or "default": the pipeline's (a package's registered mode)
     context_tokens: int = 1500  # the context budget, in embedding-tokenizer tokens
     generator: str = "auto"  # auto (anthropic when ANTHROPIC_API_KEY is set, else extractive) | extractive | anthropic
     scorer: str = "trained"
@@ -47,7 +47,7 @@ class AnswerConfig:
         a = p.get("answer", {})
         return AnswerConfig(
             int(a.get("k", 5)),
-            str(a.get("mode", "hybrid")),
+            str(a.get("mode", "default")),
             int(a.get("context_tokens", 1500)),
             str(a.get("generator", "auto")),
             str(a.get("scorer", "trained")),
@@ -67,7 +67,7 @@ def resolve_generator(name: str) -> str:
 class Answerer:
     def __init__(
         self,
-        retriever,
+        pipeline,
         docs: pd.DataFrame,
         encode,
         count,
@@ -77,7 +77,7 @@ class Answerer:
         extractive: ExtractiveConfig,
         anthropic: AnthropicGenerator | None,
     ) -> None:
-        self.retriever, self.encode, self.count, self.scorer = retriever, encode, count, scorer
+        self.pipeline, self.encode, self.count, self.scorer = pipeline, encode, count, scorer
         self.generator, self.cfg, self.extractive, self.anthropic = generator, cfg, extractive, anthropic
         self.docs = docs
         self._lock = threading.RLock()
@@ -86,7 +86,7 @@ class Answerer:
         if not question.strip():
             raise ConfigError("the question is empty")
         with self._lock:
-            hits = self.retriever.search(question, self.cfg.mode, k or self.cfg.k)
+            hits = self.pipeline.search(question, self.cfg.mode, k or self.cfg.k)
             rows = [
                 (d, str(self.docs.at[d, "title"]), str(self.docs.at[d, "text"]), float(s))
                 for d, s in zip(hits.ids, hits.scores.tolist(), strict=True)
@@ -150,24 +150,25 @@ def _token_counter(encode, model_name: str):
 
 
 def build_answerer(
-    retriever,
+    pipeline,
     docs: pd.DataFrame,
     params: dict[str, Any],
     generator: str | None = None,
     scorer: str | None = None,
     mode: str | None = None,
+    grounding_dir: str | Path | None = None,
 ) -> Answerer:
-    """An Answerer over a loaded retriever and the docs frame (doc_id, title, text); params is the full
-    params dict (sections ``answer``, ``grounding``, ``paths``); the arguments override params."""
-    from ragops.retrieval import MODES
-
+    """An Answerer over a loaded :class:`ragops.pipeline.SearchPipeline` and the docs frame (doc_id, title,
+    text); params is the full params dict (sections ``answer``, ``grounding``, ``paths``); the arguments
+    override params. ``grounding_dir`` is the grounding scorer's folder (a package's own; default: the
+    build's ``paths.grounding_model``)."""
     cfg = AnswerConfig.from_params(params)
-    cfg = AnswerConfig(cfg.k, mode or cfg.mode, cfg.context_tokens, generator or cfg.generator, scorer or cfg.scorer)
-    if cfg.mode not in MODES:
-        raise unknown_name("mode", cfg.mode, MODES)
+    mode = mode or cfg.mode
+    mode = pipeline.resolve(None if mode == "default" else mode)
+    cfg = AnswerConfig(cfg.k, mode, cfg.context_tokens, generator or cfg.generator, scorer or cfg.scorer)
     gen = resolve_generator(cfg.generator)
     a = params.get("answer", {})
-    encode = retriever.encode
+    encode = pipeline.encode
     model_name = params.get("embed", {}).get("model", "all-MiniLM-L6-v2")
     if encode is None:
         from ragops.embedding import Encoder
@@ -176,7 +177,7 @@ def build_answerer(
     if "doc_id" in docs.columns:
         docs = docs.set_index("doc_id")
     g = params.get("grounding", {})
-    model_dir = params.get("paths", {}).get("grounding_model")
+    model_dir = grounding_dir or params.get("paths", {}).get("grounding_model")
     folder, defaults = Path(model_dir) if model_dir else None, {"embedding": float(g.get("embedding_threshold", 0.6))}
     try:
         scorer_obj = load_scorer(cfg.scorer, folder, encode, defaults)
@@ -188,7 +189,7 @@ def build_answerer(
         scorer_obj = load_scorer("embedding", folder, encode, defaults)
     anthropic = AnthropicGenerator(AnthropicConfig(**a.get("anthropic", {}))) if gen == "anthropic" else None
     return Answerer(
-        retriever,
+        pipeline,
         docs,
         encode,
         _token_counter(encode, model_name),

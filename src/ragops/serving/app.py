@@ -160,12 +160,16 @@ def create_app(
     @app.post("/search", response_model=SearchResponse, summary="Ranked documents for a query")
     async def search(body: SearchRequest, request: Request) -> Response:  # type: ignore[valid-type]
         served = current(request, body.mode)  # this request keeps this version, whatever the watcher does
-        results, took = await request.app.state.runner.search(served, body.query, body.mode, body.top_k)
+        mode = body.mode or served.default_mode
+        if mode not in served.modes:
+            raise HTTPException(422, f"mode {mode!r} is not served by {served.name} v{served.version}; "
+                                     f"valid: {', '.join(served.modes)}")
+        results, took = await request.app.state.runner.search(served, body.query, mode, body.top_k)
         return _json(
             200,
             {
                 "query": body.query,
-                "mode": body.mode,
+                "mode": mode,
                 "top_k": body.top_k,
                 "results": results,
                 "model": model_ref(served),

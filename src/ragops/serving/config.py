@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ragops.errors import ConfigError, unknown_name
-from ragops.retrieval import MODES
+from ragops.pipeline import MODES
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class ServeConfig:
     max_query_chars: int = 1000
     top_k_default: int = 10
     top_k_max: int = 100
-    mode: str = "hybrid"  # default retrieval mode of /search
+    mode: str = "default"  # default mode of /search: default (the model's registered mode) or a mode name
     workers: int = 2  # threads that run searches (CPU-bound: off the event loop)
     batch_max: int = 1  # >1: concurrent searches are batched (one encoder pass), up to this many; 1: thread pool
     encoder_threads: int = 1  # threads per query encode (torch or ONNX Runtime); 0 = the encoder's default
@@ -28,8 +28,8 @@ class ServeConfig:
     access_log: bool = False  # uvicorn's per-request log line (the Prometheus metrics count requests anyway)
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise unknown_name("serve.mode", self.mode, MODES)
+        if self.mode not in ("default", *MODES):
+            raise unknown_name("serve.mode", self.mode, ("default", *MODES))
         if not 1 <= self.top_k_default <= self.top_k_max:
             raise ConfigError(f"serve: need 1 <= top_k_default ({self.top_k_default}) <= top_k_max ({self.top_k_max})")
         if (

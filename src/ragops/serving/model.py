@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from ragops.errors import ConfigError, RagopsError
-from ragops.retrieval import Retriever
+from ragops.pipeline import SearchPipeline
 from ragops.serving.cache import QueryCache
 
 log = logging.getLogger("ragops.serve")
@@ -63,28 +63,36 @@ class ModelSource:
 class Served:
     """One loaded model version: everything a request needs, never changed after loading."""
 
-    retriever: Retriever
+    pipeline: SearchPipeline  # every mode the version carries; its default is the registered mode
     docs: pd.DataFrame  # indexed by doc_id: title, text
     name: str
     version: str  # "local" for the built index
     alias: str | None
     uri: str
-    cache: QueryCache
-    default_mode: str = "hybrid"
+    caches: list[QueryCache] = field(default_factory=list)  # one per query encoder
     answerer: Any = None  # ragops.answer.Answerer, or None (answer_error says why)
     answer_error: str | None = None
+    grounding: str | None = None  # where the answerer's grounding scorer came from
     loaded_at: float = field(default_factory=time.time)
     load_s: float = 0.0
+
+    @property
+    def default_mode(self) -> str:
+        return self.pipeline.default_mode
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return self.pipeline.modes
 
     def search(self, query: str, mode: str, k: int, snippet_chars: int) -> tuple[list[dict], float]:
         """(results, milliseconds): ranked ``doc_id, title, snippet, score``."""
         t0 = time.perf_counter()
-        results = self._results(self.retriever.search(query, mode, k), snippet_chars)
+        results = self._results(self.pipeline.search(query, mode, k), snippet_chars)
         return results, (time.perf_counter() - t0) * 1000.0
 
     def search_many(self, queries: list[str], mode: str, k: int, snippet_chars: int) -> list[list[dict]]:
         """Results per query from one ``search_batch`` (one encoder pass for all of them)."""
-        return [self._results(hits, snippet_chars) for hits in self.retriever.search_batch(queries, mode, k)]
+        return [self._results(hits, snippet_chars) for hits in self.pipeline.search_batch(queries, mode, k)]
 
     def _results(self, hits, snippet_chars: int) -> list[dict]:
         return [
@@ -105,8 +113,12 @@ class Served:
             "uri": self.uri,
             "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at)),
             "load_s": round(self.load_s, 3),
+            "modes": list(self.modes),
+            "default_mode": self.default_mode,
             "answers": self.answerer is not None,
             "answers_error": self.answer_error,
+            "grounding": self.grounding,
+            "scorer": getattr(getattr(self.answerer, "scorer", None), "name", None),
         }
 
 
@@ -132,7 +144,7 @@ def snippet(text: str, limit: int) -> str:
 
 
 def finish(
-    retriever: Retriever,
+    pipeline: SearchPipeline,
     docs: pd.DataFrame,
     *,
     params: dict[str, Any],
@@ -142,52 +154,50 @@ def finish(
     uri: str,
     cache_size: int,
     on_lookup,
-    default_mode: str,
     t0: float,
     encoder_threads: int = 0,
+    grounding_dir: Path | None = None,
 ) -> Served:
-    """Wrap the encoder in the query cache and build the answerer: a version is ready only when both are."""
-    quiet_onnx(retriever.encode, encoder_threads)
-    # One query first, off the request path: torch's first call is ~0.6 s, and a version that cannot
-    # answer is never swapped in.
-    retriever.search("warm up the model", "hybrid" if retriever.encode is not None else "bm25", 1)
-    cache = QueryCache(retriever.encode, cache_size, on_lookup) if retriever.encode is not None else None
-    if cache is not None:
-        retriever.encode = cache
+    """Wrap each query encoder in a query cache and build the answerer: a version is ready only when both are."""
+    for retriever in (pipeline.base, pipeline.ft):
+        if retriever is not None:
+            quiet_onnx(retriever.encode, encoder_threads)
+    # One query per mode first, off the request path: torch's first call is ~0.6 s, and a version that
+    # cannot answer in a mode it carries is never swapped in.
+    for mode in pipeline.modes:
+        pipeline.search("warm up the model", mode, 1)
+    caches: list[QueryCache] = []
+
+    def cached(encode):
+        cache = QueryCache(encode, cache_size, on_lookup)
+        caches.append(cache)
+        return cache
+
+    pipeline = pipeline.map_encoders(cached)
     answerer, error = None, None
     try:
         from ragops.answer import build_answerer
 
-        answerer = build_answerer(retriever, docs.reset_index(), params)
+        answerer = build_answerer(pipeline, docs.reset_index(), params, grounding_dir=grounding_dir)
     except Exception as exc:  # noqa: BLE001 - /search still works; /ask says why it cannot (503)
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         log.warning("answers unavailable for %s v%s: %s", name, version, error)
-    return Served(
-        retriever,
-        docs,
-        name,
-        version,
-        alias,
-        uri,
-        cache,
-        default_mode,
-        answerer,
-        error,
-        load_s=time.perf_counter() - t0,
-    )
+    grounding = str(grounding_dir or params.get("paths", {}).get("grounding_model") or "") or None
+    return Served(pipeline, docs, name, version, alias, uri, caches, answerer, error, grounding,
+                  load_s=time.perf_counter() - t0)
 
 
 def load_local(
-    params: dict[str, Any], cache_size: int, on_lookup=None, default_mode: str = "hybrid", encoder_threads: int = 0
+    params: dict[str, Any], cache_size: int, on_lookup=None, default_mode: str | None = None, encoder_threads: int = 0
 ) -> Served:
-    from ragops.artifacts import load_retriever
+    """The built project's pipeline, every mode it has the models for."""
+    from ragops.artifacts import load_pipeline
 
     t0 = time.perf_counter()
-    retriever = load_retriever(params)
-    docs = pd.read_parquet(params["paths"]["docs"], columns=["doc_id", "title", "text"]).set_index("doc_id")
+    pipeline, docs = load_pipeline(params, default_mode=default_mode)
     return finish(
-        retriever,
-        docs,
+        pipeline,
+        docs.set_index("doc_id"),
         params=params,
         name="local",
         version="local",
@@ -195,7 +205,6 @@ def load_local(
         uri="local",
         cache_size=cache_size,
         on_lookup=on_lookup,
-        default_mode=default_mode,
         t0=t0,
         encoder_threads=encoder_threads,
     )
@@ -213,7 +222,8 @@ def load_packaged(
     alias: str | None = None,
     encoder_threads: int = 0,
 ) -> Served:
-    """A packaged retriever (``models:/NAME/VERSION``, ``runs:/...`` or a folder), downloaded into ``dst``."""
+    """A packaged pipeline (``models:/NAME/VERSION``, ``runs:/...`` or a folder), downloaded into ``dst``:
+    its modes, its registered default mode and its grounding scorer."""
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
 
@@ -224,7 +234,7 @@ def load_packaged(
     except (MlflowException, OSError) as exc:
         raise RagopsError(f"cannot load {uri}: {str(exc).splitlines()[0]}") from None
     return finish(
-        model.retriever,
+        model.pipeline,
         model.docs,
         params=params,
         name=name or uri,
@@ -233,9 +243,9 @@ def load_packaged(
         uri=uri,
         cache_size=cache_size,
         on_lookup=on_lookup,
-        default_mode=str(model.config.get("mode", "hybrid")),
         t0=t0,
         encoder_threads=encoder_threads,
+        grounding_dir=model.grounding_dir,
     )
 
 

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ragops.serving.config import ServeConfig
 
-Mode = Literal["bm25", "dense", "hybrid"]
+Mode = Literal["bm25", "dense", "hybrid", "dense_ft", "hybrid_ft", "hybrid_rerank", "hybrid_ft_rerank"]
 
 
 def _not_blank(value: str) -> str:
@@ -32,7 +32,8 @@ def request_models(cfg: ServeConfig) -> tuple[type[BaseModel], type[BaseModel]]:
         )
         query: Text
         top_k: TopK = cfg.top_k_default
-        mode: Mode = cfg.mode  # type: ignore[assignment]
+        # None: the served model's default (its registered mode); a mode it does not carry gets 422
+        mode: Mode | None = None if cfg.mode == "default" else cfg.mode  # type: ignore[assignment]
 
         _blank = field_validator("query")(_not_blank)
 

@@ -34,7 +34,8 @@ def build_holder(
 
     if source.local:
         holder = ModelHolder(
-            lambda _version: load_local(params, cfg.cache_size, metrics.cache_lookup, cfg.mode, cfg.encoder_threads),
+            lambda _version: load_local(params, cfg.cache_size, metrics.cache_lookup,
+                                        None if cfg.mode == "default" else cfg.mode, cfg.encoder_threads),
             on_swap=on_swap,
         )
         return holder, None

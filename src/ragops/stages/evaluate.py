@@ -9,9 +9,9 @@ from typing import Any
 import pandas as pd
 
 from ragops.answer.rag_eval import answer_metrics
+from ragops.artifacts import available_modes, load_pipeline, local_parts
 from ragops.evaluation import DEFAULT_METRICS, evaluate_mode, qrels_for_split, summarize
 from ragops.io import write_csv, write_json
-from ragops.modes import load_router
 from ragops.timing import run_stage
 
 log = logging.getLogger("ragops.evaluate")
@@ -19,9 +19,13 @@ log = logging.getLogger("ragops.evaluate")
 
 def main(params: dict[str, Any]) -> None:
     paths, cfg = params["paths"], params["evaluate"]
-    modes = list(cfg["modes"])
-    retriever = load_router(params, modes)  # base, fine-tuned and reranking modes (ragops.modes)
-    memo = cache_rerank_scores(retriever, params["embed"]["cache_dir"])
+    have = available_modes(local_parts(params))
+    modes = [m for m in cfg["modes"] if m in have]
+    skipped = [m for m in cfg["modes"] if m not in have]
+    if skipped:  # no train judgments (or training disabled): the trained modes do not exist
+        log.info("not evaluated (their models were not trained): %s", ", ".join(skipped))
+    pipeline, _ = load_pipeline(params, modes)  # base, fine-tuned and reranking modes (ragops.pipeline)
+    pipeline, memo = cache_rerank_scores(pipeline, params["embed"]["cache_dir"])
     latency_splits = set(cfg.get("latency_splits", cfg["splits"]))
     queries = pd.read_parquet(paths["queries"])
     text_of = dict(zip(queries["query_id"], queries["text"], strict=True))
@@ -38,7 +42,7 @@ def main(params: dict[str, Any]) -> None:
         metrics[split] = {}
         for mode in modes:
             n_latency = int(cfg.get("latency_sample", 100)) if split in latency_splits else 0
-            res = evaluate_mode(retriever, qids, texts, split_qrels, mode, DEFAULT_METRICS, n_latency,
+            res = evaluate_mode(pipeline, qids, texts, split_qrels, mode, DEFAULT_METRICS, n_latency,
                                 int(params["seed"]))
             if memo is not None:
                 memo.flush()
@@ -54,18 +58,18 @@ def main(params: dict[str, Any]) -> None:
     write_plots(per_query, Path(paths["plots"]))
 
 
-def cache_rerank_scores(router, cache_dir: str):
-    """Batch evaluation reads cross-encoder scores through the embedding cache (keyed by the reranker's
-    fingerprint, max_length and the pair's text); latency is always measured on fresh scoring."""
+def cache_rerank_scores(pipeline, cache_dir: str):
+    """(pipeline, memo): batch evaluation reads cross-encoder scores through the embedding cache (keyed by
+    the reranker's fingerprint, max_length and the pair's text); latency is always measured on fresh scoring."""
     from ragops.embedding import CachedEncoder
     from ragops.rerank import PairEncoder
 
-    ce = getattr(router.scorer, "__self__", None)
-    if ce is None:
-        return None
-    memo = CachedEncoder(PairEncoder(ce), cache_dir)
-    router.batch_scorer = lambda query, passages: memo(PairEncoder.join(query, passages))[:, 0]
-    return memo
+    reranker = pipeline.reranker
+    if reranker is None or reranker.model is None:
+        return pipeline, None
+    memo = CachedEncoder(PairEncoder(reranker.model), cache_dir)
+    cached = reranker.with_cache(lambda query, passages: memo(PairEncoder.join(query, passages))[:, 0])
+    return pipeline.with_reranker(cached), memo
 
 
 def write_plots(per_query: pd.DataFrame, out: Path) -> None:

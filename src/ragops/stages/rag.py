@@ -10,7 +10,7 @@ import pandas as pd
 
 from ragops.answer import build_answerer
 from ragops.answer.rag_eval import rag_metrics
-from ragops.artifacts import load_retriever
+from ragops.artifacts import load_pipeline
 from ragops.embedding import CachedEncoder
 from ragops.errors import ConfigError
 from ragops.evaluation import qrels_for_split
@@ -24,18 +24,18 @@ def main(params: dict[str, Any]) -> None:
     from tqdm import tqdm
 
     paths, cfg = params["paths"], params["rag"]
-    retriever = load_retriever(params)
+    pipeline, docs = load_pipeline(params, ["hybrid"])
     # sentences and queries through the embedding cache: a rerun after a small corpus edit encodes only new text
-    retriever.encode = memo = CachedEncoder(retriever.encode, params["embed"]["cache_dir"])
-    docs = pd.read_parquet(paths["docs"], columns=["doc_id", "title", "text"])
+    memo = CachedEncoder(pipeline.encode, params["embed"]["cache_dir"])
+    pipeline = pipeline.map_encoders(lambda _encode: memo)
     queries = pd.read_parquet(paths["queries"])
     text_of = dict(zip(queries["query_id"].astype(str), queries["text"], strict=True))
     qrels = qrels_for_split(pd.read_parquet(paths["qrels"]), cfg["split"])
     try:
-        answerer = build_answerer(retriever, docs, params, generator="extractive", scorer=cfg.get("scorer"))
+        answerer = build_answerer(pipeline, docs, params, generator="extractive", scorer=cfg.get("scorer"))
     except ConfigError as exc:  # no labelled claims in this data set: the trained scorer does not exist
         log.warning("%s; the rag evaluation uses the embedding scorer", exc)
-        answerer = build_answerer(retriever, docs, params, generator="extractive", scorer="embedding")
+        answerer = build_answerer(pipeline, docs, params, generator="extractive", scorer="embedding")
     qids = sorted(qrels)
     if int(cfg.get("max_queries", 0)) > 0:  # a seeded sample (the tiny test profile)
         import random

@@ -1,13 +1,21 @@
-"""Stage `register`: the evaluation as an MLflow run, the retriever as a registered pyfunc model,
+"""Stage `register`: the evaluation as an MLflow run, the trained pipeline as a registered pyfunc model,
 and the gate that decides whether the new version (alias ``challenger``) becomes ``champion``.
 
-Reads metrics.json, per_query.csv, plots/, the indexes, chunks, docs and embed_stats.json; writes
-``paths.registry`` (version, aliases, decision). A blocked challenger is a normal outcome, not a failure.
+The package carries every part of every mode the build has models for (``ragops.artifacts.PARTS``) and
+serves the mode chosen by ``registry.mode`` (``auto``: the best dev nDCG@10 within ``max_p95_ms``;
+``ragops.served_mode``). The gate compares that mode's per-query scores with the champion's own served
+mode's, on the same evaluation set only (``data.fingerprint``). Under ``dvc exp run`` the run is logged
+but nothing is registered or promoted unless ``registry.experiments: register``: an experiment is a
+question, not a release. Reads metrics.json, per_query.csv, plots/, the models, indexes, chunks and docs;
+writes ``paths.registry`` (version, served mode and why, aliases, decision). A blocked challenger is a
+normal outcome, not a failure.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -17,24 +25,36 @@ import mlflow
 import pandas as pd
 
 from ragops import registry
-from ragops.artifacts import fusion_config
+from ragops.artifacts import available_modes, local_parts, pipeline_config
+from ragops.blobstore import dedup_tree, local_path
 from ragops.errors import ConfigError
 from ragops.io import read_json, write_json
-from ragops.models import resolve_model
+from ragops.models import model_fingerprint, resolve_model
+from ragops.onnx_encoder import FILES as ONNX_FILES
+from ragops.onnx_encoder import export_dir
+from ragops.onnx_reranker import ensure_export as ensure_reranker_export
 from ragops.plots import render_plots
-from ragops.pyfunc import ModelFiles, log_retriever_model, packaged_config
+from ragops.pyfunc import log_pipeline_model
+from ragops.served_mode import choose_mode
 from ragops.timing import DEFAULT_DIR, read_stage_times, run_stage
 from ragops.tracking import RegistryConfig, connect, experiment_id, lineage_tags, log_evaluation, resolve_store
 
 log = logging.getLogger("ragops.register")
+EXPERIMENT_ENV = "DVC_EXP_NAME"  # set by `dvc exp run` (also --temp and --queue) for every stage it runs
 
 
 def main(params: dict[str, Any]) -> None:
     paths, cfg, root = params["paths"], RegistryConfig.from_params(params.get("registry")), Path.cwd()
-    scores = registry.read_per_query(paths["per_query"], cfg.split, cfg.mode, cfg.metric)
+    carried = available_modes(local_parts(params))
+    choice = choose_mode(read_json(paths["metrics"]), cfg.mode, carried, cfg.metric, cfg.select_split, cfg.max_p95_ms)
+    mode = choice.mode
+    scores = registry.read_per_query(paths["per_query"], cfg.split, mode, cfg.metric)
     if not scores:
-        raise ConfigError(f"{paths['per_query']}: no {cfg.metric} for split {cfg.split!r} and mode {cfg.mode!r}; "
+        raise ConfigError(f"{paths['per_query']}: no {cfg.metric} for split {cfg.split!r} and mode {mode!r}; "
                           "evaluate them (evaluate.splits, evaluate.modes) or change registry.split/mode")
+    fingerprint = registry.data_fingerprint(pd.read_parquet(paths["queries"]), pd.read_parquet(paths["qrels"]),
+                                            cfg.split)
+    experiment = os.environ.get(EXPERIMENT_ENV, "").strip()
     store = resolve_store(cfg, root)
     client = connect(store)
     exp = experiment_id(client, cfg.experiment, store.artifact_location)
@@ -42,22 +62,78 @@ def main(params: dict[str, Any]) -> None:
     t0 = time.perf_counter()
     with mlflow.start_run(experiment_id=exp) as run:
         log_run(params, root, stats)
+        mlflow.set_tags({registry.MODE_TAG: mode, "served_mode.reason": choice.reason[:5000],
+                         registry.DATA_TAG: fingerprint, "dvc.experiment": experiment or ""})
+        mlflow.log_dict(choice.as_dict(), "served_mode.json")
         t1 = time.perf_counter()
-        files = ModelFiles(resolve_model(params["embed"]["model"]), Path(paths["faiss"]), Path(paths["bm25"]),
-                           Path(paths["chunks"]), Path(paths["docs"]))
-        config = packaged_config(params["embed"], params.get("retrieve", {}), fusion_config(params), cfg.mode,
-                                 cfg.k, stats.get("model_id"))
-        version = str(log_retriever_model(files, config, cfg.model_name).registered_model_version)
-        t2 = time.perf_counter()
-        summary = gate_version(client, cfg, version, scores)
-        timings = {"register_log": t1 - t0, "register_model": t2 - t1, "register_gate": time.perf_counter() - t2}
+        timings = {"register_log": t1 - t0}
+        if experiment and cfg.experiments != "register":
+            summary = {"registered": False, "model_name": cfg.model_name,
+                       "reason": f"dvc exp run ({experiment}): logged, not registered (registry.experiments: "
+                                 "register to release experiments)",
+                       "aliases": registry.aliases(client, cfg.model_name)}
+        else:
+            with tempfile.TemporaryDirectory(prefix="ragops-package-") as tmp:
+                parts = package_parts(params, Path(tmp))
+                config = pipeline_config(params, mode, cfg.k, stats.get("model_id")) | {"modes": list(carried)}
+                info = log_pipeline_model(parts, config, cfg.model_name)
+            version = str(info.registered_model_version)
+            t2 = time.perf_counter()
+            disk = share_files(client, info.model_id, store.artifact_location)
+            summary = gate_version(client, cfg, version, scores, mode, fingerprint)
+            summary.update(registered=True, package={"modes": list(carried), **disk})
+            timings |= {"register_model": t2 - t1, "register_gate": time.perf_counter() - t2}
+            mlflow.set_tags({f"gate.{k}": str(v) for k, v in summary["decision"].items()})
         mlflow.log_metrics({f"timing/{k}_s": round(v, 3) for k, v in timings.items()})
-        mlflow.set_tags({f"gate.{k}": str(v) for k, v in summary["decision"].items()})
     summary.update(run_id=run.info.run_id, experiment=cfg.experiment, tracking_uri=store.display_uri,
-                   timings={k: round(v, 3) for k, v in timings.items()})
+                   served_mode=mode, served_mode_reason=choice.reason, mode_candidates=choice.candidates,
+                   data_fingerprint=fingerprint, timings={k: round(v, 3) for k, v in timings.items()})
     write_json(paths["registry"], summary)
     log.info("run %s in experiment %r; %s", run.info.run_id, cfg.experiment, summary["timings"])
     print_summary(summary)
+
+
+def package_parts(params: dict[str, Any], tmp: Path) -> dict[str, Path | None]:
+    """The build's parts as files to package: the base embedder resolved to its folder, and the ONNX
+    exports the package runs (the query encoders' for embed.query_backend, the reranker's for
+    rerank.backend onnx-int8) copied into ``tmp/onnx``."""
+    parts: dict[str, Any] = dict(local_parts(params))
+    parts["embedder"] = resolve_model(params["embed"]["model"])
+    config = pipeline_config(params)
+    backend = config["embed"]["query_backend"]
+    onnx_dir = Path(params["embed"].get("onnx_dir", "~/.cache/ragops/onnx")).expanduser()
+    if parts.get("reranker") is not None and config["rerank"]["backend"] == "onnx-int8":
+        src = ensure_reranker_export(parts["reranker"], onnx_dir)
+        shutil.copytree(src, tmp / "onnx" / src.name)
+        parts["onnx"] = tmp / "onnx"
+    if backend in ONNX_FILES:
+        for key in ("embedder", "embedder_ft"):
+            if parts.get(key) is None:
+                continue
+            src = export_dir(onnx_dir, model_fingerprint(parts[key]))
+            if (src / "meta.json").is_file() and (src / ONNX_FILES[backend]).is_file():
+                dst = tmp / "onnx" / src.name
+                dst.mkdir(parents=True, exist_ok=True)
+                for name in ("meta.json", ONNX_FILES[backend]):
+                    shutil.copy2(src / name, dst / name)
+                shutil.copytree(src / "tokenizer", dst / "tokenizer")
+                parts["onnx"] = tmp / "onnx"
+    return parts
+
+
+def share_files(client, model_id: str | None, artifact_location: str | None) -> dict[str, Any]:
+    """Hard-link the new version's files to the store's blobs (``ragops.blobstore``): an unchanged model
+    costs no disk again. Only on a local artifact store; a tracking server manages its own storage."""
+    root = local_path(artifact_location)
+    if root is None or not model_id:
+        return {"dedup": "skipped (not a local artifact store)"}
+    folder = local_path(client.get_logged_model(model_id).artifact_location)
+    if folder is None or not folder.is_dir():
+        return {"dedup": "skipped (model folder not found)"}
+    stats = dedup_tree(folder, root / ".blobs")
+    log.info("package: %d files, %.1f MB, %.1f MB new on disk (%d shared with earlier versions)",
+             stats.files, stats.bytes_total / 1e6, stats.bytes_new / 1e6, stats.linked)
+    return {"dedup": "hard links to .blobs", **stats.as_dict()}
 
 
 def log_run(params: dict[str, Any], root: Path, embed_stats: dict[str, Any]) -> None:
@@ -78,29 +154,37 @@ def log_run(params: dict[str, Any], root: Path, embed_stats: dict[str, Any]) -> 
     mlflow.log_dict(stage_times, "lineage/stage_times.json")
 
 
-def gate_version(client, cfg: RegistryConfig, version: str, scores: dict[str, float]) -> dict[str, Any]:
+def gate_version(client, cfg: RegistryConfig, version: str, scores: dict[str, float], mode: str,
+                 fingerprint: str) -> dict[str, Any]:
     """Alias ``challenger`` on the new version, the gate against the champion, tags, maybe ``champion``."""
     name = cfg.model_name
     registry.set_alias(client, name, registry.CHALLENGER, version)
+    client.set_model_version_tag(name, version, registry.MODE_TAG, mode)
+    client.set_model_version_tag(name, version, registry.DATA_TAG, fingerprint)
     client.set_model_version_tag(name, version, "score", f"{sum(scores.values()) / len(scores):.6f}")
-    client.set_model_version_tag(name, version, "score.metric", f"{cfg.split}/{cfg.mode}/{cfg.metric}")
+    client.set_model_version_tag(name, version, "score.metric", f"{cfg.split}/{mode}/{cfg.metric}")
     champion = registry.champion_version(client, name)
-    decision = registry.decide(client, cfg, scores, champion)
+    decision = registry.decide(client, cfg, scores, champion, mode, fingerprint)
     previous = str(champion.version) if champion is not None else None
-    registry.record_decision(client, name, version, cfg, decision, previous)
+    champion_mode = registry.version_mode(champion) if champion is not None else None
+    registry.record_decision(client, name, version, cfg, decision, previous, mode=mode, champion_mode=champion_mode)
     if decision.promote:
         registry.set_alias(client, name, registry.CHAMPION, version)
     return {"model_name": name, "version": int(version), "model_uri": f"models:/{name}/{version}",
             "promoted": decision.promote, "previous_champion": int(previous) if previous else None,
-            "aliases": registry.aliases(client, name), "decision": decision.as_dict()}
+            "champion_mode": champion_mode, "aliases": registry.aliases(client, name),
+            "decision": decision.as_dict()}
 
 
 def print_summary(s: dict[str, Any]) -> None:
+    if not s.get("registered", True):
+        print(f"{s['model_name']}: {s['reason']}; served mode would be {s['served_mode']}", flush=True)
+        return
     d = s["decision"]
     verdict = "PROMOTED to champion" if s["promoted"] else f"NOT promoted (champion stays v{s['previous_champion']})"
     champ = "none" if d["champion"] is None else f"{d['champion']:.4f} (v{s['previous_champion']})"
     p_value = "n/a" if d["p_value"] is None else f"{d['p_value']:.4g}"
-    print(f"{s['model_name']} v{s['version']}: {verdict}\n"
+    print(f"{s['model_name']} v{s['version']} serving {s['served_mode']} ({s['served_mode_reason']}): {verdict}\n"
           f"  challenger {d['challenger']:.4f}  champion {champ}  p={p_value} ({d['method']}, "
           f"n={d['n_queries']}, tolerance {d['tolerance']:g}, alpha {d['alpha']:g})\n"
           f"  reason: {d['reason']}\n  aliases: {s['aliases']}  store: {s['tracking_uri']}", flush=True)

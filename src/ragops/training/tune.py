@@ -30,14 +30,11 @@ def rerank_grid(ns: list[int], lengths: list[int], weights: list[float], budget_
 def tune_trained(params: dict[str, Any], split: str, metric: str, budget_tokens: int, log_run=None) -> dict[str, Any]:
     """Best ``fusion_ft`` (fusion then feedback grid) then best rerank setting on ``split``;
     ``log_run(name, params, metrics)`` records each trial. Returns {"fusion_ft", "rerank", "trials", ...}."""
-    import pandas as pd
-
-    from ragops.modes import load_router
-    from ragops.rerank import CrossEncoderScorer, doc_passage
+    from ragops.artifacts import load_pipeline, load_reranker
     from ragops.training.artifacts import effective_reranker
 
     qids, qtexts, qrels = split_queries(params, split)
-    router = load_router(params, ["hybrid_ft"])
+    pipeline, docs = load_pipeline(params, ["hybrid_ft"])
     trials: list[dict[str, Any]] = []
 
     def on_trial(result: dict[str, Any]) -> None:
@@ -47,12 +44,12 @@ def tune_trained(params: dict[str, Any], split: str, metric: str, budget_tokens:
             name = " ".join(str(v) for v in setting.values())
             log_run(f"fusion_ft {name}", {"stage": "fusion_ft", **setting}, {metric: result[metric]})
 
-    ranked = grid_search(router.ft, qtexts, qids, qrels, metric, on_trial)
+    ft = pipeline.retriever("hybrid_ft")
+    ranked = grid_search(ft, qtexts, qids, qrels, metric, on_trial)
     best_fusion = {k: v for k, v in ranked[0].items() if k != metric}
     best_score = ranked[0][metric]
-    ft = router.ft
     vecs = ft.encode(qtexts)
-    first = ft.hybrid(vecs, ft._dense(vecs), ft._bm25(qtexts), FusionConfig(**best_fusion), ft.depth)
+    first = ft.hybrid(vecs, ft.dense_search(vecs), ft.bm25_search(qtexts), FusionConfig(**best_fusion), ft.depth)
     out: dict[str, Any] = {"fusion_ft": best_fusion, "fusion_ft_score": best_score, "trials": trials}
     folder = effective_reranker(params)
     if folder is None:
@@ -64,13 +61,12 @@ def tune_trained(params: dict[str, Any], split: str, metric: str, budget_tokens:
         list(cfg.get("weight", [0.3, 0.5, 0.7, 0.85, 1.0])),
         budget_tokens,
     )
-    docs = pd.read_parquet(params["paths"]["docs"])
-    passage = {d: doc_passage(t, x) for d, t, x in zip(docs["doc_id"], docs["title"], docs["text"], strict=True)}
     best_rerank, best_rr = {"n": 0, "max_length": 128, "weight": 1.0}, best_score
     for length in sorted({g["max_length"] for g in grid}):
-        scorer = CrossEncoderScorer(folder, length, 64)
+        reranker = load_reranker(folder, {"max_length": length, "batch_size": 64}, docs)
         n_max = max(g["n"] for g in grid if g["max_length"] == length)
-        ce = [scorer.score(q, [passage[d] for d in h.ids[:n_max]]) for q, h in zip(qtexts, first, strict=True)]
+        ce = [reranker.score(q, [reranker.passages[d] for d in h.ids[:n_max]])
+              for q, h in zip(qtexts, first, strict=True)]
         for g in (g for g in grid if g["max_length"] == length):
             hits = [rerank_hits(h, s[: g["n"]], g["weight"]) for h, s in zip(first, ce, strict=True)]
             score = mean_metrics(qrels, as_run(qids, hits), [metric])[metric]

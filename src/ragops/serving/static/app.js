@@ -128,6 +128,22 @@ function renderResults(data) {
   return list;
 }
 
+// The mode list is the served model's: every mode its package carries, its default (a package: the registered mode) first.
+function setModes(modes, def) {
+  const select = $("mode");
+  const key = modes.join(",") + "|" + def;
+  if (select.dataset.key === key) return;
+  const chosen = select.dataset.key ? select.value : def;
+  select.replaceChildren(...[def, ...modes.filter((x) => x !== def)].map((x) => {
+    const o = document.createElement("option");
+    o.value = x;
+    o.textContent = x === def ? `${x} (default)` : x;
+    return o;
+  }));
+  select.value = modes.includes(chosen) ? chosen : def;
+  select.dataset.key = key;
+}
+
 function modelName(m) {
   return m.version === "local" ? "local build" : `${m.name} v${m.version}`;
 }
@@ -137,6 +153,7 @@ async function loadHealth() {
     const h = await (await fetch("/health")).json();
     const m = h.model;
     $("model").textContent = m ? modelName(m) + (m.alias ? " @" + m.alias : "") : "loading…";
+    if (m && m.modes) setModes(m.modes, m.default_mode);
     if (h.auth && !localStorage.getItem(TOKEN_KEY)) $("token-box").hidden = false;
   } catch (e) {
     $("model").textContent = "server unreachable";
@@ -161,7 +178,9 @@ $("search-form").addEventListener("submit", async (event) => {
   $("go").disabled = true;
   $("answer").hidden = true;
   try {
-    const data = await api("/search", { query, top_k: topK, mode: $("mode").value });
+    const body = { query, top_k: topK };
+    if ($("mode").value) body.mode = $("mode").value;
+    const data = await api("/search", body);
     const list = renderResults(data);
     status.textContent = "";
     if ($("want-answer").checked) {

@@ -1,0 +1,155 @@
+"""The reranker's fast path: the trained cross-encoder exported to ONNX with int8 weights, run by
+onnxruntime — the same recipe as the query encoder's (``ragops.onnx_encoder``).
+
+``rerank.backend`` picks it: ``torch`` (transformers, ``ragops.rerank.CrossEncoderScorer``) or
+``onnx-int8`` (this module). The export is made once per model, offline, from the reranker folder into
+``<onnx_dir>/<fingerprint[:16]>-ce/`` (written atomically, like the encoder's exports); a registered
+package carries it, so a fresh process does not export again.
+
+One (query, passage) pair per session run: int8 activations are quantized with one scale per run, so
+in a batch a pair's score would depend on its batchmates (and batch evaluation would not score like one
+query at a time); a run pads nothing. ``workers`` runs go side by side (ORT releases the GIL), as in the
+encoder. The nDCG@10 against PyTorch is measured on dev and test by ``bench/onnx_reranker.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from ragops.errors import ConfigError, unknown_name
+from ragops.io import atomic_dir
+
+BACKENDS = ("torch", "onnx-int8")
+FILE = "model_int8.onnx"
+OPSET = 17
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise unknown_name("rerank.backend", backend, BACKENDS)
+    return backend
+
+
+def export_dir(onnx_dir: str | Path, fingerprint: str) -> Path:
+    return Path(onnx_dir).expanduser() / f"{fingerprint[:16]}-ce"
+
+
+def export_cross_encoder(model_path: str | Path, out: str | Path) -> Path:
+    """Export the one-logit sequence classifier at ``model_path`` to ``out/model_int8.onnx`` (fused,
+    then int8 weights per output channel), with its tokenizer and ``meta.json``; all appear together."""
+    import onnx
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ragops.models import model_fingerprint, offline_env
+
+    offline_env()
+    tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
+    # Eager attention exports as MatMul/Softmax, which onnxruntime's optimizer fuses into one Attention op.
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(model_path), local_files_only=True, attn_implementation="eager").eval()
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
+    sample = tokenizer(["a query", "another query"], ["a passage to read", "a second, longer passage to read"],
+                       padding=True, return_tensors="pt")
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            return self.model(**dict(zip(names, inputs, strict=True))).logits[:, 0]
+
+    with atomic_dir(out) as tmp:
+        traced, fp32 = tmp / "traced.onnx", tmp / "model.onnx"
+        with torch.no_grad():
+            torch.onnx.export(Wrapped(), tuple(sample[n] for n in names), str(traced), input_names=names,
+                              output_names=["score"], dynamic_axes={n: {0: "batch", 1: "seq"} for n in names}
+                              | {"score": {0: "batch"}}, opset_version=OPSET, do_constant_folding=True, dynamo=False)
+        config = model.config
+        optimize_model(str(traced), model_type="bert", num_heads=int(config.num_attention_heads),
+                       hidden_size=int(config.hidden_size)).save_model_to_file(str(fp32))
+        traced.unlink()
+        quantize_dynamic(str(fp32), str(tmp / FILE), per_channel=True, weight_type=QuantType.QInt8,
+                         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
+        fp32.unlink()  # only the int8 model is run; the fp32 one would double the package
+        tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        # the source's fingerprint, not its path: the export's own fingerprint (its meta.json and tokenizer,
+        # what ragops.models.model_fingerprint reads) names the model and the backend, wherever they lie
+        meta = {"input_names": names, "backend": "onnx-int8", "source_fingerprint": model_fingerprint(model_path)}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    return Path(out)
+
+
+def ensure_export(model_path: str | Path, onnx_dir: str | Path) -> Path:
+    """The export folder of the reranker at ``model_path``, exporting it first if it is not there yet."""
+    from ragops.models import model_fingerprint
+
+    out = export_dir(onnx_dir, model_fingerprint(model_path))
+    if not (out / "meta.json").is_file() or not (out / FILE).is_file():
+        export_cross_encoder(model_path, out)
+    return out
+
+
+class OnnxCrossEncoder:
+    """``score(query, passages) -> float32 [n]`` from an exported cross-encoder, one pair per run.
+
+    ``max_length`` bounds query + passage in tokens (the passage is truncated first), as the torch scorer's.
+    """
+
+    def __init__(self, folder: str | Path, max_length: int, threads: int = 1, workers: int | None = None,
+                 spinning: bool = False) -> None:
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        folder = Path(folder)
+        if not (folder / FILE).is_file():
+            raise ConfigError(f"{folder / FILE}: no exported reranker (delete {folder} to re-export)")
+        self.path = folder  # its fingerprint (ragops.models.model_fingerprint) keys score caches
+        self.max_length = int(max_length)
+        self.names = list(json.loads((folder / "meta.json").read_text())["input_names"])
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
+        cores = len(os.sched_getaffinity(0))
+        self.workers = max(1, int(workers or cores // max(1, threads)))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, int(threads))
+        opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(folder / FILE), opts, providers=["CPUExecutionProvider"])
+
+    def score(self, query: str, passages: Sequence[str]) -> np.ndarray:
+        return self.score_pairs([query] * len(passages), passages)
+
+    def score_pairs(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
+        out = np.empty(len(passages), dtype=np.float32)
+        if not len(passages):
+            return out
+        enc = self.tokenizer(list(queries), list(passages), truncation="only_second", max_length=self.max_length)
+        inputs = [[enc[n][i] for n in self.names] for i in range(len(passages))]
+
+        def run(i: int) -> None:
+            feeds = {n: np.asarray([ids], dtype=np.int64) for n, ids in zip(self.names, inputs[i], strict=True)}
+            out[i] = self.session.run(None, feeds)[0][0]
+
+        if len(inputs) == 1 or self.workers == 1:
+            for i in range(len(inputs)):
+                run(i)
+        else:
+            order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i][0]))  # longest first, round-robin
+
+            def work(k: int) -> None:
+                for i in order[k :: self.workers]:
+                    run(i)
+
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="ragops-onnx-ce") as pool:
+                list(pool.map(work, range(self.workers)))
+        return out

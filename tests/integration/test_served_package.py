@@ -1,0 +1,196 @@
+"""The trained pipeline as registered and served (issue 15), on the shared tiny build (read only here):
+
+- the registered package carries every model its modes need (both embedders and their indexes, the
+  reranker, the grounding scorer, the ONNX query-encoder exports), and `registry.mode: auto` chose the
+  served mode on dev within the latency budget and said why;
+- the real MLflow client serves it: `mlflow models serve -m models:/ragops-retriever@champion
+  --env-manager local` on 127.0.0.1, `mlflow.pyfunc.load_model(...).predict(DataFrame)` and `ragops search`
+  answer alike, in every mode the package carries;
+- `ragops ask --model` answers with the package's own grounding scorer; a package missing a part names it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from .conftest import background, free_port, run
+
+pytestmark = pytest.mark.integration
+MODEL = "ragops-retriever"
+ALL_MODES = ["bm25", "dense", "hybrid", "dense_ft", "hybrid_ft", "hybrid_rerank", "hybrid_ft_rerank"]
+# Expected answers from the local build and the pyfunc model, for every mode, in one process.
+COMPARE = r"""
+import json, sys
+import mlflow.pyfunc, pandas as pd
+from ragops.artifacts import load_pipeline
+from ragops.config import load_params
+params = load_params("params.yaml")
+texts, uri, modes = json.loads(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+model = mlflow.pyfunc.load_model(uri)
+pipeline, _ = load_pipeline(params)
+out = {"default": model.unwrap_python_model().pipeline.default_mode, "modes": list(pipeline.modes)}
+for mode in modes:
+    got = model.predict(pd.DataFrame({"query": texts, "mode": [mode] * len(texts)}), params={"k": 10})
+    hits = pipeline.search_batch(texts, mode, 10)
+    out[mode] = {"got": [[q, d, s] for q, d, s in zip(got["query"], got["doc_id"], got["score"].astype(float))],
+                 "want": [[t, d, s] for t, h in zip(texts, hits) for d, s in zip(h.ids, h.scores.tolist())]}
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_queries(root: Path, n: int) -> list[str]:
+    import pandas as pd
+
+    qrels = pd.read_parquet(root / "data/processed/qrels.parquet")
+    queries = pd.read_parquet(root / "data/processed/queries.parquet").set_index("query_id")
+    ids = sorted(set(qrels[qrels["split"] == "test"]["query_id"]))[:n]
+    return queries.loc[ids, "text"].tolist()
+
+
+test_queries.__test__ = False  # a helper, not a test
+
+
+def store_env(root: Path) -> dict[str, str]:
+    return {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+
+
+@pytest.fixture(scope="module")
+def summary(built_project: Path) -> dict:
+    return json.loads((built_project / "reports/registry.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def package(built_project: Path, summary: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The registered version, downloaded (what `mlflow models serve` loads)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(store_env(built_project)["MLFLOW_TRACKING_URI"])
+    try:
+        return Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL}/{summary['version']}",
+                                                        dst_path=str(tmp_path_factory.mktemp("package"))))
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_the_package_carries_every_mode_and_serves_the_one_chosen_on_dev(built_project: Path, summary: dict,
+                                                                          package: Path) -> None:
+    from ragops.served_mode import choose_mode
+
+    metrics = json.loads((built_project / "reports/metrics.json").read_text())
+    params = yaml.safe_load((built_project / "params.yaml").read_text())
+    assert params["registry"]["mode"] == "auto"
+    want = choose_mode(metrics, "auto", ALL_MODES, "ndcg@10", "dev", float(params["registry"]["max_p95_ms"]))
+    assert summary["served_mode"] == want.mode and summary["served_mode_reason"] == want.reason
+    assert {c["mode"] for c in summary["mode_candidates"]} == set(ALL_MODES)
+    assert all(c["latency_split"] == "dev" for c in summary["mode_candidates"])  # timed on dev, chosen on dev
+    config = json.loads((package / "artifacts/config.json").read_text())
+    assert config["mode"] == summary["served_mode"] and config["modes"] == ALL_MODES
+    assert config["fusion_ft"] == {**config["fusion_ft"], **params["fusion_ft"]}
+    assert config["rerank"]["n"] == params["rerank"]["n"] and config["rerank"]["weight"] == params["rerank"]["weight"]
+    mlmodel = yaml.safe_load((package / "MLmodel").read_text())
+    parts = mlmodel["flavors"]["python_function"]["artifacts"]
+    assert set(parts) == {"embedder", "faiss", "bm25", "chunks", "docs", "embedder_ft", "faiss_ft", "reranker",
+                          "grounding", "onnx", "config"}
+    grounding = package / parts["grounding"]["path"]
+    assert (grounding / "scorers.json").read_bytes() == (built_project / "models/grounding/scorers.json").read_bytes()
+    reranker = package / parts["reranker"]["path"]
+    assert (reranker / "model.safetensors").read_bytes() == \
+        (built_project / "models/reranker/model.safetensors").read_bytes()
+    onnx = package / parts["onnx"]["path"]
+    assert len([p for p in onnx.glob("*/model_int8.onnx")]) == 2  # base and fine-tuned query encoders
+    rows = json.loads(run(["ragops", "models", "--json"], built_project).stdout)["versions"]
+    assert next(r for r in rows if r["version"] == summary["version"])["mode"] == summary["served_mode"]
+
+
+def test_pyfunc_and_the_local_build_answer_alike_in_every_mode(built_project: Path, summary: dict) -> None:
+    texts = test_queries(built_project, 8)
+    uri = f"models:/{MODEL}/{summary['version']}"
+    out = run([sys.executable, "-c", COMPARE, json.dumps(texts), uri, json.dumps(ALL_MODES)], built_project,
+              env=store_env(built_project)).stdout
+    result = json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[len("RESULT "):])
+    assert result["default"] == summary["served_mode"] and result["modes"] == ALL_MODES
+    for mode in ALL_MODES:
+        got, want = result[mode]["got"], result[mode]["want"]
+        assert len(got) == len(texts) * 10
+        assert [g[:2] for g in got] == [w[:2] for w in want], mode
+        # the reranker runs torch in another process: its float sums may differ in the last bits
+        assert [g[2] for g in got] == pytest.approx([w[2] for w in want], abs=1e-5), mode
+
+
+@pytest.fixture(scope="module")
+def mlflow_serve(built_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real `mlflow models serve` of the champion, in this environment, on 127.0.0.1."""
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}, **store_env(built_project),
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@champion",
+           "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    log = tmp_path_factory.mktemp("mlflow-serve") / "serve.log"
+    with background(cmd, built_project, env, log, f"http://127.0.0.1:{port}/ping", what="mlflow models serve") as url:
+        yield url
+
+
+def test_mlflow_models_serve_answers_like_ragops_search(built_project: Path, mlflow_serve: str,
+                                                        summary: dict) -> None:
+    texts = test_queries(built_project, 3)
+    # every mode, through the HTTP scoring protocol, against the local pipeline
+    out = run([sys.executable, "-c", COMPARE, json.dumps(texts), f"models:/{MODEL}@champion",
+               json.dumps(ALL_MODES)], built_project, env=store_env(built_project)).stdout
+    expected = json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[len("RESULT "):])
+    for mode in ALL_MODES:
+        body = {"dataframe_split": {"columns": ["query", "mode"], "data": [[t, mode] for t in texts]},
+                "params": {"k": 10}}
+        r = httpx.post(f"{mlflow_serve}/invocations", json=body, timeout=120)
+        assert r.status_code == 200, r.text[:2000]
+        rows = r.json()["predictions"]
+        assert [[x["query"], x["doc_id"]] for x in rows] == [w[:2] for w in expected[mode]["want"]], mode
+        assert [x["score"] for x in rows] == pytest.approx([w[2] for w in expected[mode]["want"]], abs=1e-5)
+    # no mode: the registered one; and the CLI over the champion and over the local build agree
+    default = httpx.post(f"{mlflow_serve}/invocations", json={"dataframe_split": {
+        "columns": ["query"], "data": [[texts[0]]]}, "params": {"k": 10}}, timeout=120).json()["predictions"]
+    cli = json.loads(run(["ragops", "search", texts[0], "--json", "--model", f"models:/{MODEL}@champion"],
+                         built_project).stdout)
+    assert cli["mode"] == summary["served_mode"]
+    assert [x["doc_id"] for x in default] == [x["doc_id"] for x in cli["results"]]
+    local = json.loads(run(["ragops", "search", texts[0], "--json", "--mode", cli["mode"]], built_project).stdout)
+    assert [x["doc_id"] for x in local["results"]] == [x["doc_id"] for x in cli["results"]]
+    bad = httpx.post(f"{mlflow_serve}/invocations", json={"dataframe_split": {
+        "columns": ["query", "mode"], "data": [[texts[0], "colbert"]]}}, timeout=60)
+    assert bad.status_code >= 400 and "unknown mode 'colbert'" in bad.text
+
+
+def test_cli_names_valid_modes_and_asks_with_the_packaged_grounding(built_project: Path, tmp_path: Path) -> None:
+    unknown = run(["ragops", "search", "statins", "--mode", "colbert", "--model", f"models:/{MODEL}@champion"],
+                  built_project, check=False)
+    message = " ".join(unknown.stderr.replace("│", " ").split())  # typer draws the message in a box
+    assert unknown.returncode == 2 and "unknown mode 'colbert'; valid: bm25, dense, hybrid, dense_ft, hybrid_ft, " \
+        "hybrid_rerank, hybrid_ft_rerank" in message, message
+    # params whose local grounding folder does not exist: the trained scorer can only come from the package
+    params = yaml.safe_load((built_project / "params.yaml").read_text())
+    params["paths"]["grounding_model"] = str(tmp_path / "no-grounding-here")
+    params["registry"]["tracking_uri"] = f"sqlite:///{built_project / 'mlflow.db'}"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["ragops", "ask", "Does vitamin D deficiency cause fractures?", "--json", "--generator", "extractive",
+               "--model", f"models:/{MODEL}@champion", "--params", str(tmp_path / "params.yaml")], tmp_path).stdout
+    answer = json.loads(out)
+    assert answer["scorer"] == "trained" and answer["claims"] and answer["citations"]
+
+
+def test_a_package_missing_a_part_names_it(package: Path, built_project: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(package, broken)
+    parts = yaml.safe_load((broken / "MLmodel").read_text())["flavors"]["python_function"]["artifacts"]
+    shutil.rmtree(broken / parts["reranker"]["path"])
+    out = run(["ragops", "search", "statins", "--model", str(broken)], built_project, check=False)
+    assert out.returncode == 2 and "the package has no 'reranker', which its mode 'hybrid_rerank' needs" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -1,0 +1,79 @@
+"""ragops.onnx_reranker: a cross-encoder exported to int8 ONNX scores like PyTorch, one pair per run.
+
+The cross-encoder here is the reranker's own starting point (the packaged MiniLM with a seeded one-logit
+head, ragops.training.reranker.init_cross_encoder), saved and exported as the pipeline would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+from ragops.artifacts import load_reranker
+from ragops.errors import ConfigError
+from ragops.models import model_fingerprint, resolve_model
+from ragops.onnx_reranker import FILE, OnnxCrossEncoder, ensure_export, export_dir
+from ragops.rerank import CrossEncoderScorer, PairEncoder
+
+
+@pytest.fixture(scope="module")
+def cross_encoder(tmp_path_factory) -> Path:
+    from ragops.training.reranker import init_cross_encoder
+
+    folder = tmp_path_factory.mktemp("ce") / "reranker"
+    model, tok = init_cross_encoder(resolve_model("all-MiniLM-L6-v2"), seed=0)
+    model.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("onnx")
+
+
+@pytest.fixture(scope="module")
+def pairs(scifact_sample: pd.DataFrame, scifact_queries: pd.DataFrame) -> tuple[list[str], list[str]]:
+    docs = (scifact_sample["title"] + ". " + scifact_sample["text"]).head(24).tolist()
+    queries = scifact_queries["text"].head(24).tolist()
+    return queries, docs
+
+
+def test_export_once_and_scores_like_torch(cross_encoder: Path, onnx_dir: Path, pairs) -> None:
+    folder = ensure_export(cross_encoder, onnx_dir)
+    assert folder == export_dir(onnx_dir, model_fingerprint(cross_encoder)) and (folder / FILE).is_file()
+    assert not (folder / "model.onnx").exists()  # only the int8 model is kept
+    stamp = (folder / FILE).stat().st_mtime_ns
+    assert ensure_export(cross_encoder, onnx_dir) == folder and (folder / FILE).stat().st_mtime_ns == stamp
+    queries, docs = pairs
+    torch_scores = CrossEncoderScorer(cross_encoder, 96).score_pairs(queries, docs)
+    onnx_scores = OnnxCrossEncoder(folder, 96).score_pairs(queries, docs)
+    assert onnx_scores.shape == torch_scores.shape == (24,)
+    # int8 weights: close, and above all the same order (what reranking reads)
+    assert np.abs(onnx_scores - torch_scores).max() < 0.1 * (np.ptp(torch_scores) + 1e-6) + 0.05
+    assert spearmanr(onnx_scores, torch_scores).statistic > 0.95
+
+
+def test_a_pairs_score_does_not_depend_on_the_pairs_beside_it(cross_encoder: Path, onnx_dir: Path, pairs) -> None:
+    queries, docs = pairs
+    ce = OnnxCrossEncoder(ensure_export(cross_encoder, onnx_dir), 96, workers=2)
+    together = ce.score(queries[0], docs[:10])
+    alone = np.asarray([ce.score(queries[0], [d])[0] for d in docs[:10]])
+    np.testing.assert_array_equal(together, alone)
+    assert ce.score("q", []).shape == (0,)
+
+
+def test_load_reranker_by_backend_and_cache_keys_differ(cross_encoder: Path, onnx_dir: Path,
+                                                        scifact_sample: pd.DataFrame) -> None:
+    docs = scifact_sample.head(5)
+    onnx = load_reranker(cross_encoder, {"backend": "onnx-int8", "max_length": 96, "n": 3}, docs, onnx_dir)
+    torch = load_reranker(cross_encoder, {"backend": "torch", "max_length": 96, "n": 3}, docs, onnx_dir)
+    assert isinstance(onnx.model, OnnxCrossEncoder) and isinstance(torch.model, CrossEncoderScorer)
+    assert onnx.n == 3 and set(onnx.passages) == set(docs["doc_id"])
+    # batch evaluation caches scores by the model's fingerprint: the two backends never share them
+    assert PairEncoder(onnx.model).model_id != PairEncoder(torch.model).model_id
+    with pytest.raises(ConfigError, match="unknown rerank.backend 'onnx'; valid: onnx-int8, torch"):
+        load_reranker(cross_encoder, {"backend": "onnx"}, docs, onnx_dir)
