@@ -1,12 +1,13 @@
-"""The HTTP API under load: `/search` (hybrid, no rerank) through the real server on loopback against
-the same retriever called in-process in a loop, and a hot swap of the served version during load.
+"""The HTTP API under load: `/search` in the registered (served) mode through the real server on loopback
+against the same pipeline called in-process in a loop, and a hot swap of the served version during load.
 
     python bench/serve.py [--project .] [--clients 1,4] [--requests 2000] [--duration 30]
 
 Reads the built pipeline of --project (nothing there is written) and registers two versions of it
 into a temporary MLflow store (SQLite), champion = v1. Then, in one run:
 
-1. in-process: a fresh process loads the retriever (`load_retriever`) and calls `search(q, "hybrid", 10)`
+1. in-process: a fresh process loads the pipeline (`load_pipeline`) and calls `search(q, mode, 10)` in the
+   mode the registry chose (reports/registry.json `served_mode`)
    on SciFact queries one after the other (the baseline: no HTTP, no threads);
 2. `ragops serve --model models:/ragops-retriever@champion` (uvicorn, 1 worker, 127.0.0.1, query cache off,
    so every request encodes its query like the baseline); for each --clients N a client process runs N
@@ -47,15 +48,16 @@ import json, sys, time
 from ragops.artifacts import load_pipeline
 from ragops.config import load_params
 queries, count, duration = json.loads(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-retriever, _ = load_pipeline(load_params(sys.argv[1]), ["hybrid"])
+mode = sys.argv[5]
+retriever, _ = load_pipeline(load_params(sys.argv[1]), [mode])
 for q in queries[:50]:
-    retriever.search(q, "hybrid", 10)
+    retriever.search(q, mode, 10)
 lat = []
 t0 = time.perf_counter()
 while len(lat) < count and time.perf_counter() - t0 < duration:
     q = queries[len(lat) % len(queries)]
     t = time.perf_counter()
-    retriever.search(q, "hybrid", 10)
+    retriever.search(q, mode, 10)
     lat.append(time.perf_counter() - t)
 print("RESULT " + json.dumps({"wall_s": time.perf_counter() - t0, "latencies": lat}))
 """
@@ -71,7 +73,7 @@ async def main(url, queries, clients, count, duration, warmup):
         async def one(q):
             t = time.perf_counter()
             try:
-                async with session.post(url, json={"query": q, "top_k": 10, "mode": "hybrid"}) as r:
+                async with session.post(url, json={"query": q, "top_k": 10}) as r:
                     body = await r.read()
                     status = r.status
                 version = json.loads(body)["model"]["version"] if status == 200 else None
@@ -263,6 +265,7 @@ def main() -> None:
     server = None
     try:
         queries = setup(root, project, port)
+        mode = json.loads((root / "reports/registry.json").read_text())["served_mode"]
         inproc = result_of(
             run(
                 [
@@ -273,6 +276,7 @@ def main() -> None:
                     json.dumps(queries),
                     str(args.requests),
                     str(args.duration),
+                    mode,
                 ],
                 root,
             )
@@ -297,7 +301,7 @@ def main() -> None:
             "query_backend": used.get("embed", {}).get("query_backend", "same"),
             "project": str(project),
             "queries": len(queries),
-            "mode": "hybrid",
+            "mode": mode,
             "k": 10,
             "cache": "off",
             "in_process": baseline,
@@ -325,12 +329,12 @@ def render(r: dict) -> str:
 
 {machine_line(r["machine"])}
 
-Full SciFact build, `POST /search` with `mode: hybrid`, `top_k: 10` (no rerank), query cache off (every
+Full SciFact build, `POST /search` in the registered mode (`{r.get("mode")}`), `top_k: 10`, query cache off (every
 request encodes its query). The server is `ragops serve` (uvicorn, 1 worker, 127.0.0.1) serving
 `models:/ragops-retriever@champion`; the clients are one separate process (asyncio + aiohttp, keep-alive
 connections) **on the same 2 cores as the server**; server settings `serve: {r.get("serve_params")}`, query
 encoder `embed.query_backend: {r.get("query_backend")}`; the in-process baseline calls the same retriever
-(`Retriever.search`) in a loop in a fresh process with both cores to itself. Latency is measured by the
+(`SearchPipeline.search`) in a loop in a fresh process with both cores to itself. Latency is measured by the
 client, from sending the request to reading the whole response.
 
 | | queries/s | vs in-process | p50 ms | p95 ms | p99 ms | ok | failed |

@@ -210,6 +210,12 @@ def test_registry_note(tmp_path: Path) -> None:
     info.update(promoted=True, decision={"reason": "first version: no champion yet"})
     (tmp_path / "reports/registry.json").write_text(json.dumps(info))
     assert "gate: promoted to champion (first version" in orch.registry_note(tmp_path)
+    info.update(served_mode="hybrid_ft")
+    (tmp_path / "reports/registry.json").write_text(json.dumps(info))
+    assert orch.registry_note(tmp_path).startswith("v3 serving hybrid_ft registered as challenger")
+    exp = {"registered": False, "reason": "dvc exp run (exp-1): logged, not registered", "served_mode": "hybrid"}
+    (tmp_path / "reports/registry.json").write_text(json.dumps(exp))
+    assert orch.registry_note(tmp_path) == "dvc exp run (exp-1): logged, not registered"
 
 
 def test_schedule_needs_a_prefect_server(tmp_path: Path) -> None:

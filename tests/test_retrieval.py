@@ -287,8 +287,8 @@ def test_pipeline_carries_the_modes_of_its_parts(retriever: Retriever, pipeline)
         pipeline.search("statins", "colbert")
     with pytest.raises(ConfigError, match="default mode 'dense' is not one this pipeline carries: bm25"):
         SearchPipeline(retriever.with_encoder(None), default_mode="dense")
-    assert pipeline.resolve(None) == "hybrid" and pipeline.with_default("hybrid_ft_rerank").resolve(None) == \
-        "hybrid_ft_rerank"
+    assert pipeline.resolve(None) == "hybrid"
+    assert dataclasses.replace(pipeline, default_mode="hybrid_ft_rerank").resolve(None) == "hybrid_ft_rerank"
 
 
 def test_pipeline_modes_compose_the_parts(retriever: Retriever, pipeline, queries: list[str]) -> None:

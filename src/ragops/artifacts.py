@@ -135,7 +135,9 @@ def assemble_pipeline(parts: Mapping[str, Any], config: Mapping[str, Any], modes
                       default_mode: str | None = None, onnx_dir: str | Path | None = None,
                       encoder=None) -> tuple[SearchPipeline, pd.DataFrame]:
     """A :class:`SearchPipeline` over ``parts`` under ``config``, loading only what ``modes`` need (None:
-    every mode the parts allow). The indexes load on a second thread while this one loads the encoders."""
+    every mode the parts allow). Parts load on worker threads while this one loads the base encoder."""
+    from ragops.embedding import Encoder
+
     want = available_modes(parts) if modes is None else tuple(modes)
     need = {p for m in want for p in parts_for(m)}
     emb = config["embed"]
@@ -143,28 +145,39 @@ def assemble_pipeline(parts: Mapping[str, Any], config: Mapping[str, Any], modes
     onnx_dir = parts.get("onnx") or onnx_dir or "~/.cache/ragops/onnx"
 
     def make_encoder(model) -> Any:
-        from ragops.embedding import Encoder
-
         return Encoder(str(model), device=emb.get("device", "cpu"), backend=backend,
                        batch_size=query_batch_size(backend, int(emb.get("batch_size", 64))), onnx_dir=onnx_dir)
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragops-load") as pool:
+    # what the loader threads use is imported here, once: the threads only read files and build sessions
+    if backend == "torch" and "embedder_ft" in need:
+        import sentence_transformers  # noqa: F401
+    if backend != "torch" or "reranker" in need:
+        import onnxruntime  # noqa: F401
+        from transformers import AutoTokenizer  # noqa: F401
+
+        import ragops.onnx_reranker  # noqa: F401
+        import ragops.rerank  # noqa: F401
+    # Indexes, docs, the fine-tuned encoder and the reranker load on worker threads while this one loads the
+    # base encoder: most of it is file reads, hashing (model fingerprints) and ONNX session set-up, which
+    # release the GIL (a fresh process loads a package in ~5 s on 2 cores: bench/registry.py).
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="ragops-load") as pool:
         base_f = pool.submit(assemble_retriever, parts["chunks"], parts["bm25"],
                              parts["faiss"] if "faiss" in need else None, None, config["retrieve"],
                              FusionConfig(**config["fusion"]))
         docs_f = pool.submit(pd.read_parquet, parts["docs"], columns=["doc_id", "title", "text"])
         faiss_ft_f = pool.submit(load_dense, parts["faiss_ft"]) if "faiss_ft" in need else None
+        ft_enc_f = pool.submit(make_encoder, parts["embedder_ft"]) if "embedder_ft" in need else None
+        reranker_f = None
+        if "reranker" in need:
+            reranker_f = pool.submit(lambda: load_reranker(parts["reranker"], config["rerank"], docs_f.result(),
+                                                           onnx_dir))
         base_enc = encoder if encoder is not None else (make_encoder(parts["embedder"]) if "embedder" in need else None)
-        ft_enc = make_encoder(parts["embedder_ft"]) if "embedder_ft" in need else None
-        base, docs = base_f.result(), docs_f.result()
-        base = base.with_encoder(base_enc)
+        base, docs = base_f.result().with_encoder(base_enc), docs_f.result()
         ft = None
-        if ft_enc is not None:
-            ft = replace(base, dense_index=faiss_ft_f.result(), encode=ft_enc,
+        if ft_enc_f is not None:
+            ft = replace(base, dense_index=faiss_ft_f.result(), encode=ft_enc_f.result(),
                          fusion=FusionConfig(**config.get("fusion_ft") or config["fusion"]))
-    reranker = None
-    if "reranker" in need:
-        reranker = load_reranker(parts["reranker"], config["rerank"], docs, onnx_dir)
+        reranker = reranker_f.result() if reranker_f is not None else None
     default = default_mode or (config.get("mode") if config.get("mode") in want else None) or \
         next((m for m in ("hybrid", "bm25") if m in want), want[0])
     return SearchPipeline(base=base, ft=ft, reranker=reranker, default_mode=default), docs

@@ -75,9 +75,6 @@ class Reranker:
     def with_cache(self, cached_score: Scorer | None) -> Reranker:
         return replace(self, cached_score=cached_score)
 
-    def with_settings(self, n: int | None = None, weight: float | None = None) -> Reranker:
-        return replace(self, n=self.n if n is None else int(n), weight=self.weight if weight is None else float(weight))
-
 
 @dataclass(frozen=True)
 class SearchPipeline:
@@ -148,10 +145,3 @@ class SearchPipeline:
 
     def with_reranker(self, reranker: Reranker | None) -> SearchPipeline:
         return replace(self, reranker=reranker)
-
-    def with_default(self, mode: str) -> SearchPipeline:
-        return replace(self, default_mode=self.resolve(mode))
-
-    def describe(self) -> dict[str, Any]:
-        return {"modes": list(self.modes), "default_mode": self.default_mode,
-                "reranker": None if self.reranker is None else {"n": self.reranker.n, "weight": self.reranker.weight}}

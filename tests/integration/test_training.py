@@ -1,5 +1,7 @@
 """The training stages on the tiny profile (a few steps each): the saved models load, change the
-scores, were trained on train queries only, and every trained mode is evaluated."""
+scores, were trained on train queries only, and every trained mode is evaluated. Reads the session's
+shared tiny build (no test switches it to another data set any more: test_pipeline_dvc's experiment runs
+in a copy of its own)."""
 
 from __future__ import annotations
 
@@ -10,19 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from .conftest import copy_project, run
-
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def built_project(tmp_path_factory: pytest.TempPathFactory, mirror_root: Path, embedding_cache: Path) -> Path:
-    """Its own tiny build: the session's shared one is switched to a dataset without train data by
-    test_pipeline_dvc (``dvc exp run``), and test order must not matter."""
-    root = copy_project(tmp_path_factory.mktemp("trained"), embedding_cache)
-    run(["ragops", "data", "fetch", "--mirror", str(mirror_root)], root)
-    run(["dvc", "repro", "evaluate"], root)
-    return root
 
 
 def test_trained_embedder_loads_and_changes_vectors(built_project: Path) -> None:
