@@ -135,7 +135,7 @@ def assemble_pipeline(parts: Mapping[str, Any], config: Mapping[str, Any], modes
                       default_mode: str | None = None, onnx_dir: str | Path | None = None,
                       encoder=None) -> tuple[SearchPipeline, pd.DataFrame]:
     """A :class:`SearchPipeline` over ``parts`` under ``config``, loading only what ``modes`` need (None:
-    every mode the parts allow). Parts load on worker threads while this one loads the base encoder."""
+    every mode the parts allow)."""
     from ragops.embedding import Encoder
 
     want = available_modes(parts) if modes is None else tuple(modes)
@@ -148,36 +148,23 @@ def assemble_pipeline(parts: Mapping[str, Any], config: Mapping[str, Any], modes
         return Encoder(str(model), device=emb.get("device", "cpu"), backend=backend,
                        batch_size=query_batch_size(backend, int(emb.get("batch_size", 64))), onnx_dir=onnx_dir)
 
-    # what the loader threads use is imported here, once: the threads only read files and build sessions
-    if backend == "torch" and "embedder_ft" in need:
-        import sentence_transformers  # noqa: F401
-    if backend != "torch" or "reranker" in need:
-        import onnxruntime  # noqa: F401
-        from transformers import AutoTokenizer  # noqa: F401
-
-        import ragops.onnx_reranker  # noqa: F401
-        import ragops.rerank  # noqa: F401
-    # Indexes, docs, the fine-tuned encoder and the reranker load on worker threads while this one loads the
-    # base encoder: most of it is file reads, hashing (model fingerprints) and ONNX session set-up, which
-    # release the GIL (a fresh process loads a package in ~5 s on 2 cores: bench/registry.py).
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="ragops-load") as pool:
+    # The indexes load on a second thread while this one loads the encoders and the reranker. Those stay on
+    # this thread: a model seen for the first time is exported to ONNX here, and torch's exporter must not
+    # run twice at once.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragops-load") as pool:
         base_f = pool.submit(assemble_retriever, parts["chunks"], parts["bm25"],
                              parts["faiss"] if "faiss" in need else None, None, config["retrieve"],
                              FusionConfig(**config["fusion"]))
         docs_f = pool.submit(pd.read_parquet, parts["docs"], columns=["doc_id", "title", "text"])
         faiss_ft_f = pool.submit(load_dense, parts["faiss_ft"]) if "faiss_ft" in need else None
-        ft_enc_f = pool.submit(make_encoder, parts["embedder_ft"]) if "embedder_ft" in need else None
-        reranker_f = None
-        if "reranker" in need:
-            reranker_f = pool.submit(lambda: load_reranker(parts["reranker"], config["rerank"], docs_f.result(),
-                                                           onnx_dir))
         base_enc = encoder if encoder is not None else (make_encoder(parts["embedder"]) if "embedder" in need else None)
+        ft_enc = make_encoder(parts["embedder_ft"]) if "embedder_ft" in need else None
         base, docs = base_f.result().with_encoder(base_enc), docs_f.result()
         ft = None
-        if ft_enc_f is not None:
-            ft = replace(base, dense_index=faiss_ft_f.result(), encode=ft_enc_f.result(),
+        if ft_enc is not None:
+            ft = replace(base, dense_index=faiss_ft_f.result(), encode=ft_enc,
                          fusion=FusionConfig(**config.get("fusion_ft") or config["fusion"]))
-        reranker = reranker_f.result() if reranker_f is not None else None
+    reranker = load_reranker(parts["reranker"], config["rerank"], docs, onnx_dir) if "reranker" in need else None
     default = default_mode or (config.get("mode") if config.get("mode") in want else None) or \
         next((m for m in ("hybrid", "bm25") if m in want), want[0])
     return SearchPipeline(base=base, ft=ft, reranker=reranker, default_mode=default), docs

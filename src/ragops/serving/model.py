@@ -222,15 +222,22 @@ def load_packaged(
     alias: str | None = None,
     encoder_threads: int = 0,
 ) -> Served:
-    """A packaged pipeline (``models:/NAME/VERSION``, ``runs:/...`` or a folder), downloaded into ``dst``:
-    its modes, its registered default mode and its grounding scorer."""
+    """A packaged pipeline (``models:/NAME/VERSION``, ``runs:/...`` or a folder): its modes, its registered
+    default mode and its grounding scorer. A version in a local artifact store is read in place; anything
+    else is downloaded into ``dst``."""
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
 
+    from ragops.pyfunc import local_model_path
+
     t0 = time.perf_counter()
-    dst.mkdir(parents=True, exist_ok=True)
+    local = local_model_path(uri)
+    if local is None:
+        dst.mkdir(parents=True, exist_ok=True)
     try:  # suppress_warnings: skip MLflow's scan of every installed package (the model checks its own pins)
-        model = mlflow.pyfunc.load_model(uri, dst_path=str(dst), suppress_warnings=True).unwrap_python_model()
+        loaded = mlflow.pyfunc.load_model(local, suppress_warnings=True) if local else \
+            mlflow.pyfunc.load_model(uri, dst_path=str(dst), suppress_warnings=True)
+        model = loaded.unwrap_python_model()
     except (MlflowException, OSError) as exc:
         raise RagopsError(f"cannot load {uri}: {str(exc).splitlines()[0]}") from None
     return finish(
