@@ -161,8 +161,7 @@ def local_model_path(uri: str) -> str | None:
         else:
             name, _, version = rest.rpartition("/")
             mv = client.get_model_version(name, version)
-        model_id = getattr(mv, "model_id", None)
-        folder = local_path(client.get_logged_model(model_id).artifact_location) if model_id else None
+        folder = local_path(client.get_model_version_download_uri(name, str(mv.version)))
     except (MlflowException, ValueError):
         return None  # MLflow's own loader says what is wrong
     return str(folder) if folder is not None and (folder / "MLmodel").is_file() else None
