@@ -106,7 +106,8 @@ def test_the_package_carries_every_mode_and_serves_the_one_chosen_on_dev(built_p
     assert (reranker / "model.safetensors").read_bytes() == \
         (built_project / "models/reranker/model.safetensors").read_bytes()
     onnx = package / parts["onnx"]["path"]
-    assert len([p for p in onnx.glob("*/model_int8.onnx")]) == 2  # base and fine-tuned query encoders
+    exports = sorted(p.parent.name for p in onnx.glob("*/model_int8.onnx"))
+    assert len(exports) == 3 and exports[-1].endswith("-ce")  # both query encoders and the reranker (onnx-int8)
     rows = json.loads(run(["ragops", "models", "--json"], built_project).stdout)["versions"]
     assert next(r for r in rows if r["version"] == summary["version"])["mode"] == summary["served_mode"]
 
