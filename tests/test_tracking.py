@@ -194,7 +194,7 @@ def test_pipeline_config_holds_what_shapes_answers() -> None:
                              "prf_docs": 0, "prf_beta": 0.0}  # feedback off unless params turn it on
     assert cfg["fusion_ft"] == {"method": "convex", "alpha": 0.6, "norm": "zscore", "rrf_k": 60,
                                 "prf_docs": 1, "prf_beta": 0.4}
-    assert cfg["rerank"] == {"n": 5, "weight": 0.3, "max_length": 96, "batch_size": 32}
+    assert cfg["rerank"] == {"n": 5, "weight": 0.3, "max_length": 96, "batch_size": 32, "backend": "torch"}
     assert cfg["retrieve"] == {"depth": 50, "dense_chunk_k": 400}
     assert cfg["embed"] == {"model": "all-MiniLM-L6-v2", "model_id": "abc:256", "device": "cpu", "batch_size": 32,
                             "query_backend": "torch"}  # the query encoder the packaged model uses
