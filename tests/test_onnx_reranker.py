@@ -1,4 +1,4 @@
-"""ragops.onnx_reranker: a cross-encoder exported to int8 ONNX scores like PyTorch, one pair per run.
+"""ragops.onnx_reranker: a cross-encoder exported to int8 ONNX scores like PyTorch, one query's list per run.
 
 The cross-encoder here is the reranker's own starting point (the packaged MiniLM with a seeded one-logit
 head, ragops.training.reranker.init_cross_encoder), saved and exported as the pipeline would."""
@@ -57,13 +57,25 @@ def test_export_once_and_scores_like_torch(cross_encoder: Path, onnx_dir: Path, 
     assert spearmanr(onnx_scores, torch_scores).statistic > 0.95
 
 
-def test_a_pairs_score_does_not_depend_on_the_pairs_beside_it(cross_encoder: Path, onnx_dir: Path, pairs) -> None:
+def test_one_querys_list_per_run_and_long_queries(cross_encoder: Path, onnx_dir: Path, pairs) -> None:
     queries, docs = pairs
-    ce = OnnxCrossEncoder(ensure_export(cross_encoder, onnx_dir), 96, workers=2)
+    ce = OnnxCrossEncoder(ensure_export(cross_encoder, onnx_dir), 96)
     together = ce.score(queries[0], docs[:10])
+    # a list's scores are a function of the query and the list: the same every time, and score_pairs
+    # scores each run of one query's pairs as that query's list
+    np.testing.assert_array_equal(together, ce.score(queries[0], docs[:10]))
+    mixed = ce.score_pairs([queries[0]] * 10 + [queries[1]] * 4, docs[:10] + docs[:4])
+    np.testing.assert_array_equal(mixed[:10], together)
+    np.testing.assert_array_equal(mixed[10:], ce.score(queries[1], docs[:4]))
+    # each pair alone scores nearly alike (int8 activations: one scale per run) and ranks alike
     alone = np.asarray([ce.score(queries[0], [d])[0] for d in docs[:10]])
-    np.testing.assert_array_equal(together, alone)
+    assert np.abs(alone - together).max() < 0.05 * (np.ptp(alone) + 1e-6) + 0.02
+    assert spearmanr(alone, together).statistic > 0.95
     assert ce.score("q", []).shape == (0,)
+    # a query longer than max_length is cut too, instead of failing the request
+    long_query = " ".join(queries[:12])
+    assert len(ce.tokenizer(long_query)["input_ids"]) > 96
+    assert np.isfinite(ce.score(long_query, docs[:3])).all()
 
 
 def test_load_reranker_by_backend_and_cache_keys_differ(cross_encoder: Path, onnx_dir: Path,

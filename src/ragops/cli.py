@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -16,7 +18,7 @@ from rich.table import Table
 from ragops.cli_ask import ask_command
 from ragops.cli_gate import gate_command
 from ragops.cli_registry import model_hits, models_command, promote_command
-from ragops.errors import RagopsError
+from ragops.errors import DEBUG_ENV, RagopsError, debug_enabled, one_line
 
 app = typer.Typer(
     help="ragops: a versioned, measured retrieval-augmented generation pipeline.\n\n"
@@ -33,16 +35,35 @@ err = Console(stderr=True)
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params file to read.")]
 
 
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="show the traceback of an error (or RAGOPS_DEBUG=1)")] = False,
+) -> None:
+    if debug:
+        os.environ[DEBUG_ENV] = "1"  # the stages and servers this command starts inherit it
+
+
 def friendly(fn):
-    """Turn RagopsError into a one-line message and exit code 2."""
+    """Errors become one line: a RagopsError (the user can fix it) exits 2, any other error 1 with its type,
+    Ctrl-C 130; ``--debug`` / ``RAGOPS_DEBUG=1`` keeps the traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except RagopsError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)  # one line, never re-wrapped
-            raise typer.Exit(2) from None
+        except (typer.Exit, typer.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            if debug_enabled():
+                raise
+            err.print("[bold red]error:[/] interrupted", highlight=False)
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if debug_enabled():
+                raise
+            # one line, never re-wrapped; no markup: a message may hold [brackets]
+            err.print(f"error: {one_line(exc)}", style="bold red", highlight=False, soft_wrap=True, markup=False)
+            raise typer.Exit(2 if isinstance(exc, RagopsError) else 1) from None
 
     return wrapper
 
@@ -183,7 +204,8 @@ def tune_training(
         res = tune_trained(params, split, metric, budget_tokens, log_run)
     console.print(f"fusion_ft: {res['fusion_ft']} -> {res['fusion_ft_score']:.4f}")
     if "rerank" in res:
-        console.print(f"rerank: {res['rerank']} -> {res['rerank_score']:.4f}")
+        gain = f"{res['rerank_gain']:+.4f} over hybrid_ft; whether reranking is served is registry.mode's choice"
+        console.print(f"rerank: {res['rerank']} -> {res['rerank_score']:.4f} ({gain})")
     if write:
         cmd = f"ragops tune-training --split {split} --metric {metric} --budget-tokens {budget_tokens} --write"
         write_block(params_file, "fusion_ft", res["fusion_ft"], cmd)

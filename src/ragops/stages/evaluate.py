@@ -60,12 +60,14 @@ def main(params: dict[str, Any]) -> None:
 
 def cache_rerank_scores(pipeline, cache_dir: str):
     """(pipeline, memo): batch evaluation reads cross-encoder scores through the embedding cache (keyed by
-    the reranker's fingerprint, max_length and the pair's text); latency is always measured on fresh scoring."""
+    the reranker's fingerprint, max_length and the pair's text); latency is always measured on fresh scoring.
+    A scorer whose pair scores depend on the list (the int8 ONNX one) is not cached: it scores each query's
+    list fresh, exactly as a server does."""
     from ragops.embedding import CachedEncoder
     from ragops.rerank import PairEncoder
 
     reranker = pipeline.reranker
-    if reranker is None or reranker.model is None:
+    if reranker is None or reranker.model is None or getattr(reranker.model, "list_dependent", False):
         return pipeline, None
     memo = CachedEncoder(PairEncoder(reranker.model), cache_dir)
     cached = reranker.with_cache(lambda query, passages: memo(PairEncoder.join(query, passages))[:, 0])

@@ -61,14 +61,22 @@ def tune_trained(params: dict[str, Any], split: str, metric: str, budget_tokens:
         list(cfg.get("weight", [0.3, 0.5, 0.7, 0.85, 1.0])),
         budget_tokens,
     )
-    best_rerank, best_rr = {"n": 0, "max_length": 128, "weight": 1.0}, best_score
+    # the best reranking setting within the budget, even when it does not beat the first stage: whether
+    # reranking is worth serving is the registry's choice of mode (registry.mode: auto), made on dev too
+    best_rerank, best_rr = None, float("-inf")
+    backend = {"backend": params["rerank"].get("backend", "torch"), "batch_size": 64}
+    onnx_dir = params["embed"].get("onnx_dir")
     for length in sorted({g["max_length"] for g in grid}):
-        reranker = load_reranker(folder, {"max_length": length, "batch_size": 64}, docs)
-        n_max = max(g["n"] for g in grid if g["max_length"] == length)
-        ce = [reranker.score(q, [reranker.passages[d] for d in h.ids[:n_max]])
-              for q, h in zip(qtexts, first, strict=True)]
+        reranker = load_reranker(folder, {"max_length": length, **backend}, docs, onnx_dir)
+        # scores of each query's top n; a list-dependent scorer (int8 ONNX) scores every n's list as served
+        ns = sorted({g["n"] for g in grid if g["max_length"] == length})
+        if not getattr(reranker.model, "list_dependent", False):
+            ns = ns[-1:]
+        pairs = list(zip(qtexts, first, strict=True))
+        ce = {n: [reranker.score(q, [reranker.passages[d] for d in h.ids[:n]]) for q, h in pairs] for n in ns}
         for g in (g for g in grid if g["max_length"] == length):
-            hits = [rerank_hits(h, s[: g["n"]], g["weight"]) for h, s in zip(first, ce, strict=True)]
+            scores = ce.get(g["n"]) or ce[ns[-1]]
+            hits = [rerank_hits(h, s[: g["n"]], g["weight"]) for h, s in zip(first, scores, strict=True)]
             score = mean_metrics(qrels, as_run(qids, hits), [metric])[metric]
             trials.append({"stage": "rerank", **g, metric: score})
             if log_run:
@@ -76,7 +84,9 @@ def tune_trained(params: dict[str, Any], split: str, metric: str, budget_tokens:
                 log_run(name, {"stage": "rerank", **g}, {metric: score})
             if score > best_rr:
                 best_rerank, best_rr = g, score
-    out.update(rerank=best_rerank, rerank_score=best_rr)
+    if best_rerank is None:
+        return out
+    out.update(rerank=best_rerank, rerank_score=best_rr, rerank_gain=best_rr - best_score)
     return out
 
 
