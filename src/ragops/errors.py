@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+DEBUG_ENV = "RAGOPS_DEBUG"
 
 
 class RagopsError(Exception):
@@ -27,3 +30,18 @@ class ConfigError(RagopsError):
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> ConfigError:
     """Strategies are chosen by name and fail loudly, listing the valid names (style rule 8)."""
     return ConfigError(f"unknown {kind} {name!r}; valid: {', '.join(sorted(valid))}")
+
+
+def debug_enabled() -> bool:
+    """``RAGOPS_DEBUG=1`` (or ``ragops --debug``): errors keep their traceback."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def one_line(exc: BaseException) -> str:
+    """What a user reads: our errors as they are (they say what and where), others with their type; one
+    line, however many the message had. Unexpected errors add how to see the traceback."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, RagopsError):
+        return text
+    hint = f" ({DEBUG_ENV}=1 shows the traceback)"
+    return f"{type(exc).__name__}: {text}{hint}" if text else f"{type(exc).__name__}{hint}"

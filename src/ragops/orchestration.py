@@ -161,13 +161,17 @@ def _check(result: DvcResult, step: str) -> None:
 
 
 def stage_error_message(output: str) -> str:
-    """The stage's own error from DVC's output: the last exception line of the last traceback.
+    """The stage's own error from DVC's output: its one-line ``error: ...``, else the last exception line
+    of the last traceback (``RAGOPS_DEBUG=1``).
 
     ``ragops.errors.DataError: data/raw/x/corpus.jsonl:3: malformed JSON`` becomes
     ``data/raw/x/corpus.jsonl:3: malformed JSON`` (our errors already say what and where); other
     exceptions keep their type (``KeyError: 'paths'``). Without a traceback: DVC's last ``ERROR:``.
     """
     lines = output.splitlines()
+    ours = [ln.removeprefix("error: ").strip() for ln in lines if ln.startswith("error: ")]
+    if ours:  # a stage's one-line error (ragops.timing.run_stage)
+        return ours[-1]
     starts = [i for i, ln in enumerate(lines) if ln.startswith("Traceback (most recent call last)")]
     if starts:
         for line in lines[starts[-1] + 1:]:

@@ -8,6 +8,7 @@ The folder is a cache (git-ignored, not a DVC output), like the embedding cache.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,12 +38,28 @@ def read_stage_times(directory: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def run_stage(stage: str, main: Callable[[dict[str, Any]], None]) -> None:
-    """Entry point of ``python -m ragops.stages.<stage>``: logging, params, main, timing record."""
+    """Entry point of ``python -m ragops.stages.<stage>``: logging, params, main, timing record.
+
+    A failure prints one line, ``error: <message>`` (the file:line or params key our errors name), and
+    exits 2 for an error the user can fix (``RagopsError``), 1 for any other, 130 on Ctrl-C; the traceback
+    only with ``RAGOPS_DEBUG=1``."""
     from ragops.config import load_params
+    from ragops.errors import RagopsError, debug_enabled, one_line
     from ragops.logs import setup
 
     setup()
     t0 = time.perf_counter()
-    params = load_params()
-    main(params)
+    try:
+        params = load_params()
+        main(params)
+    except KeyboardInterrupt:
+        if debug_enabled():
+            raise
+        print(f"error: stage {stage} interrupted", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
+    except Exception as exc:
+        if debug_enabled():
+            raise
+        print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
+        raise SystemExit(2 if isinstance(exc, RagopsError) else 1) from None
     record_stage_time(params.get("paths", {}).get("stage_times", DEFAULT_DIR), stage, time.perf_counter() - t0)
