@@ -115,8 +115,8 @@ def render(r: dict) -> str:
 {machine_line(r['machine'])}
 
 The trained cross-encoder on the top {rr['n']} documents ({rr['max_length']} tokens a pair, weight
-{rr['weight']}), `rerank.backend: torch` against `onnx-int8` (exported once, {r['export_mb']:.0f} MB; one pair
-per run, two runs side by side). Scores computed fresh for every query; latency one query at a time,
+{rr['weight']}), `rerank.backend: torch` against `onnx-int8` (exported once, {r['export_mb']:.0f} MB; one
+query's list per run, on every core). Scores computed fresh for every query; latency one query at a time,
 end to end (query encoding and first stage included):
 
 | | torch | onnx-int8 | difference |

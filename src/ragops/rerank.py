@@ -65,7 +65,7 @@ class CrossEncoderScorer:
         return self.tokenizer(
             list(queries),
             list(passages),
-            truncation="only_second",
+            truncation="longest_first",
             max_length=self.max_length,
             padding=True,
             return_tensors="pt",

@@ -45,15 +45,19 @@ def test_trained_reranker_loads_and_scores_differ_from_untrained(built_project: 
     folder = built_project / "models/reranker"
     record = json.loads((folder / "training.json").read_text())
     assert record["trained"] and record["steps"] == 3 and list(folder.glob("*.safetensors"))
+    # the tiny profile trains on corpus titles too, and keeps the first train.reranker.layers layers
+    assert record["config"]["title_queries"] == 16 and record["group_size"] == 4
+    layers = record["config"]["layers"]
+    assert json.loads((folder / "config.json").read_text())["num_hidden_layers"] == layers == 4
     docs = pd.read_parquet(built_project / "data/processed/docs.parquet").head(4)
     passages = (docs["title"] + ". " + docs["text"]).tolist()
     query = "vitamin D deficiency and bone health"
     trained = CrossEncoderScorer(folder, max_length=96).score(query, passages)
-    model, tok = init_cross_encoder(resolve_model("all-MiniLM-L6-v2"), seed=42)  # the same start, untrained
+    model, tok = init_cross_encoder(resolve_model("all-MiniLM-L6-v2"), seed=42, layers=layers)  # the same start
     import torch
 
     with torch.inference_mode():
-        feats = tok([query] * 4, passages, truncation="only_second", max_length=96, padding=True, return_tensors="pt")
+        feats = tok([query] * 4, passages, truncation="longest_first", max_length=96, padding=True, return_tensors="pt")
         untrained = model(**feats).logits[:, 0].numpy()
     assert trained.shape == (4,) and not np.allclose(trained, untrained, atol=1e-4)
     # The folder is a standard one: sentence-transformers' CrossEncoder reads it and scores alike.
@@ -70,3 +74,23 @@ def test_every_trained_mode_is_evaluated(built_project: Path) -> None:
     per_query = pd.read_csv(built_project / "reports/per_query.csv")
     wide = per_query[per_query["split"] == "test"].pivot(index="query_id", columns="mode", values="ndcg@10")
     assert not np.allclose(wide["hybrid_rerank"], wide["hybrid"])  # the reranker really reorders
+
+
+def test_tune_training_picks_a_rerank_setting_within_the_token_budget(built_project: Path, tmp_path: Path) -> None:
+    import ast
+    import re
+
+    from .conftest import run
+
+    store = f"sqlite:///{tmp_path / 'tuning.db'}"  # the trials go to a store of their own
+    proc = run(["ragops", "tune-training", "--split", "dev", "--budget-tokens", "320"], built_project,
+               env={"MLFLOW_TRACKING_URI": store, "COLUMNS": "300"})
+    found = re.search(r"rerank: (\{.*?\}) -> ([0-9.]+) \(([-+][0-9.]+) over hybrid_ft", proc.stdout)
+    assert found, proc.stdout
+    best = ast.literal_eval(found.group(1))
+    # the best reranking setting on dev within n x max_length <= 320, reported with its gain (which may be
+    # negative: whether to serve reranking is registry.mode's choice), never "n: 0"
+    assert best["n"] > 0 and best["n"] * best["max_length"] <= 320
+    assert float(found.group(2)) - float(found.group(3)) >= 0  # the first stage's own score
+    params = (built_project / "params.yaml").read_text()
+    assert "--budget-tokens 320" not in params  # without --write nothing is written

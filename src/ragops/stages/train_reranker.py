@@ -58,15 +58,18 @@ def main(params: dict[str, Any]) -> None:
     runs = {q: [d, s] for q, d, s in zip(qids, dense, sparse, strict=True)}
     examples = build_examples(positives, runs, int(cfg["negatives"]), int(cfg["skip_top"]), int(cfg["neg_pool"]), seed)
     n = min(len(ex.negatives) for ex in examples) + 1
+    queries = [text_of[ex.query_id] for ex in examples]
     groups = [[passage[ex.positive], *(passage[d] for d in ex.negatives)][:n] for ex in examples]
     log.info("%d groups from %d train queries, %d passages each", len(examples), len(qids), n)
+    extra_q, extra_groups = title_groups(docs, retriever, int(cfg.get("title_queries", 0)), n, cfg, seed)
+    if extra_q:
+        log.info("%d more groups: corpus titles as queries for their own abstracts", len(extra_q))
+        queries, groups = queries + extra_q, groups + extra_groups
 
-    model, tok = init_cross_encoder(resolve_model(params["embed"]["model"]), seed)
+    model, tok = init_cross_encoder(resolve_model(params["embed"]["model"]), seed, int(cfg.get("layers", 0)))
     max_length = int(cfg["max_length"])
     dev_score = dev_scorer(params, retriever, text_of, passage, tok, max_length)
-    result = train_cross_encoder(
-        model, tok, [text_of[ex.query_id] for ex in examples], groups, max_length, train_config(cfg, seed), dev_score
-    )
+    result = train_cross_encoder(model, tok, queries, groups, max_length, train_config(cfg, seed), dev_score)
     with atomic_dir(paths["reranker"]) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tok.save_pretrained(str(tmp))
@@ -91,6 +94,26 @@ def main(params: dict[str, Any]) -> None:
     log.info("reranker: best epoch %d, dev by epoch %s, %.0fs", result.best_epoch, result.dev, result.seconds)
 
 
+def title_groups(docs: pd.DataFrame, retriever, count: int, size: int, cfg: dict[str, Any], seed: int):
+    """(queries, groups): ``count`` seeded corpus documents whose title (a claim-like sentence in a
+    scientific collection) becomes a query for its own abstract, with hard negatives mined by the same base
+    lists as for the judged queries. Every passage is an abstract without its title, so the title cannot be
+    matched verbatim. Reads the corpus only (no judgments): more training signal than ~650 judged queries."""
+    if count <= 0:
+        return [], []
+    titled = docs[docs["title"].fillna("").str.split().str.len() >= 4]
+    rows = titled.sample(n=min(count, len(titled)), random_state=seed) if len(titled) else titled
+    titles, ids = rows["title"].astype(str).tolist(), rows["doc_id"].astype(str).tolist()
+    abstract = dict(zip(docs["doc_id"].astype(str), docs["text"].astype(str), strict=True))
+    dense, sparse = retriever.components(titles)
+    runs = {d: [x, y] for d, x, y in zip(ids, dense, sparse, strict=True)}
+    examples = build_examples({d: {d} for d in ids}, runs, size - 1, int(cfg["skip_top"]), int(cfg["neg_pool"]), seed)
+    by_id = dict(zip(ids, titles, strict=True))
+    kept = [ex for ex in examples if len(ex.negatives) >= size - 1]
+    return ([by_id[ex.query_id] for ex in kept],
+            [[abstract[ex.positive], *(abstract[d] for d in ex.negatives[: size - 1])] for ex in kept])
+
+
 def dev_scorer(params, retriever, text_of, passage: dict[str, str], tok, max_length: int):
     """Dev nDCG@10 of a checkpoint reranking the first ``dev_n`` documents of the base dense and BM25
     lists interleaved (no fusion settings: tuning fusion never retrains the reranker)."""
@@ -113,7 +136,7 @@ def dev_scorer(params, retriever, text_of, passage: dict[str, str], tok, max_len
                 feats = tok(
                     [q] * len(top),
                     [passage[d] for d in top],
-                    truncation="only_second",
+                    truncation="longest_first",
                     max_length=max_length,
                     padding=True,
                     return_tensors="pt",

@@ -16,8 +16,10 @@ import numpy as np
 from ragops.training.embedder import TrainConfig, TrainResult, fit_with_selection, set_seed
 
 
-def init_cross_encoder(base_path: str | Path, seed: int):
-    """(model, tokenizer): the base folder's encoder with a seeded, new 1-logit classification head."""
+def init_cross_encoder(base_path: str | Path, seed: int, layers: int = 0):
+    """(model, tokenizer): the base folder's encoder with a seeded, new 1-logit classification head;
+    ``layers`` > 0 keeps only its first ``layers`` transformer layers (a shallower, faster reranker, like the
+    2- and 4-layer MiniLM cross-encoders; 0 keeps them all)."""
     from ragops.models import offline_env
 
     offline_env()
@@ -26,6 +28,10 @@ def init_cross_encoder(base_path: str | Path, seed: int):
 
     tok = AutoTokenizer.from_pretrained(str(base_path), local_files_only=True)
     model = AutoModelForSequenceClassification.from_pretrained(str(base_path), num_labels=1, local_files_only=True)
+    encoder = model.base_model.encoder
+    if 0 < layers < len(encoder.layer):
+        encoder.layer = encoder.layer[:layers]
+        model.config.num_hidden_layers = layers  # saved with the model: it loads back with these layers
     return model, tok
 
 
@@ -47,7 +53,7 @@ def train_cross_encoder(
         b = [int(i) for i in batch]
         qs = [queries[i] for i in b for _ in range(n)]
         ps = [groups[i][j] for i in b for j in range(n)]
-        feats = tokenizer(qs, ps, truncation="only_second", max_length=max_length, padding=True, return_tensors="pt")
+        feats = tokenizer(qs, ps, truncation="longest_first", max_length=max_length, padding=True, return_tensors="pt")
         logits = model(**feats).logits[:, 0].view(len(b), n)
         loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(b), dtype=torch.long))
         loss.backward()
