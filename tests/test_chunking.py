@@ -230,6 +230,29 @@ def test_empty_text_gives_the_title_alone(tokenizer) -> None:
     assert chunks["n_tokens"].tolist() == [2 + 2, 2 + 2, 2 + 3]  # [CLS] a title [SEP]; body only . -> 3
 
 
+def test_empty_documents_get_no_chunk_and_are_reported(tokenizer) -> None:
+    report: dict[str, list[str]] = {}
+    chunks = chunk_documents(["a", "blank", "ws", "b"], ["A title", "", " \t", ""], ["text", "", "\n \u3000", "Body."],
+                             tokenizer, 64, 8, report=report)
+    assert chunks["doc_id"].tolist() == ["a", "b"] and (chunks["text"].str.strip() != "").all()
+    assert report == {"empty": ["blank", "ws"], "capped": []}
+
+
+def test_one_huge_document_is_capped_and_reported(tokenizer) -> None:
+    huge = " ".join(f"word{i}" for i in range(3000))
+    report: dict[str, list[str]] = {}
+    chunks = chunk_documents(["big", "small"], ["Huge", "Small"], [huge, "short text"], tokenizer, 64, 8,
+                             max_chunks=5, report=report)
+    assert chunks.groupby("doc_id").size().to_dict() == {"big": 5, "small": 1}
+    assert chunks[chunks["doc_id"] == "big"]["chunk_index"].tolist() == [0, 1, 2, 3, 4]  # the first five
+    assert report == {"empty": [], "capped": ["big"]}
+    uncapped = chunk_documents(["big"], ["Huge"], [huge], tokenizer, 64, 8)
+    assert len(uncapped) > 5
+    pd.testing.assert_frame_equal(uncapped.head(5), chunks.head(5))
+    with pytest.raises(ConfigError, match="max_chunks_per_doc"):
+        chunk_documents(["a"], ["t"], ["x"], tokenizer, 64, 8, max_chunks=-1)
+
+
 @pytest.mark.parametrize(("max_tokens", "overlap"), [(15, 0), (8, 2), (64, -1), (64, 32), (64, 40)])
 def test_bad_settings_raise(max_tokens: int, overlap: int, tokenizer) -> None:
     with pytest.raises(ConfigError, match="max_tokens|overlap"):

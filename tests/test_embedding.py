@@ -109,6 +109,30 @@ def test_longest_first_with_lengths() -> None:
     np.testing.assert_array_equal(out, expected(enc, items))  # rows still in input order
 
 
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong_rows"])
+def test_a_damaged_segment_is_named_set_aside_and_encoded_again(tmp_path: Path, damage: str, caplog) -> None:
+    items = texts(30)
+    embed_with_cache(items, FakeEncoder(), EmbeddingCache(tmp_path, "m"), DIM, block_size=10)
+    segments = sorted((tmp_path / "m").glob("seg-*.vecs.npy"))
+    assert len(segments) == 3
+    bad = segments[1]
+    if damage == "truncate":  # a disk that filled up, a copy cut short: "mmap length is greater than file size"
+        bad.write_bytes(bad.read_bytes()[:200])
+    elif damage == "garbage":
+        bad.write_bytes(b"not an array at all")
+    else:  # a valid array of the wrong shape
+        np.save(bad, np.zeros((3, DIM), dtype=np.float32))
+    with caplog.at_level("WARNING", logger="ragops.embedding"):
+        cache = EmbeddingCache(tmp_path, "m")
+    assert cache.damaged == [bad] and str(bad) in caplog.text and len(cache) == 20
+    assert (bad.parent / (bad.name + ".damaged")).exists() and not bad.exists()
+    enc = FakeEncoder()
+    out, stats = embed_with_cache(items, enc, cache, DIM, block_size=10)
+    assert (stats.cached, stats.encoded) == (20, 10)  # only the damaged block's texts, encoded again
+    np.testing.assert_array_equal(out, expected(enc, items))
+    assert EmbeddingCache(tmp_path, "m").damaged == []  # set aside once, then the cache is whole again
+
+
 def test_crash_keeps_finished_blocks(tmp_path: Path) -> None:
     items = texts(50)
     crashing = FakeEncoder(fail_on_block=3)

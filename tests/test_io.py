@@ -165,3 +165,22 @@ def test_csv_round_trip(tmp_path: Path) -> None:
     df = pd.DataFrame({"query_id": ["q1", "q2"], "ndcg@10": [0.5, 1.0]})
     write_csv(tmp_path / "per_query.csv", df)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "per_query.csv"), df)
+
+
+@pytest.mark.parametrize("umask", [0o002, 0o022, 0o077])
+def test_outputs_follow_the_umask(tmp_path: Path, umask: int) -> None:
+    import os
+    import stat
+
+    from ragops.io import atomic_dir, current_umask, write_json
+
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        write_json(tmp_path / "a.json", {"a": 1})
+        with atomic_dir(tmp_path / "folder") as tmp:
+            (tmp / "f.txt").write_text("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o777 & ~umask

@@ -65,13 +65,23 @@ def chunk_documents(
     tokenizer,
     max_tokens: int = 256,
     overlap: int = 32,
+    max_chunks: int = 0,
+    report: dict[str, list[str]] | None = None,
 ) -> pd.DataFrame:
     """Split documents into chunks of at most ``max_tokens`` model tokens (special tokens and the
     title included) with ``overlap`` tokens shared by consecutive chunks.
 
+    A document whose title and text are empty or whitespace gets no chunk (nothing to find it by; an
+    empty chunk would be the nearest vector to queries the model cannot read, such as emoji). With
+    ``max_chunks`` > 0 a document keeps at most its first ``max_chunks`` chunks, so one huge document cannot
+    fill every dense candidate slot. ``report``, when given, receives the ids either rule touched
+    (``empty``, ``capped``).
+
     ``tokenizer`` is a Hugging Face fast tokenizer (it gives offsets and word ids).
     Returns columns chunk_id (``doc_id#i``), doc_id, chunk_index, text, n_tokens.
     """
+    if max_chunks < 0:
+        raise ConfigError(f"chunk.max_chunks_per_doc must be >= 0 (0 = no cap), got {max_chunks}")
     if max_tokens < 16:
         raise ConfigError(f"chunk.max_tokens must be at least 16, got {max_tokens}")
     if not 0 <= overlap < max_tokens // 2:
@@ -79,6 +89,8 @@ def chunk_documents(
     title_enc = tokenizer(list(titles), add_special_tokens=False, return_offsets_mapping=True)
     body_enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
     rows: list[tuple[str, str, int, str, int]] = []
+    empty: list[str] = []
+    capped: list[str] = []
     for i, doc_id in enumerate(doc_ids):
         title, text = titles[i], texts[i]
         t_off = title_enc["offset_mapping"][i]
@@ -89,8 +101,17 @@ def chunk_documents(
         step_overlap = min(overlap, budget // 2)
         offsets = body_enc["offset_mapping"][i]
         word_ids = body_enc.word_ids(i)
+        if not (title or "").strip() and not (text or "").strip():
+            empty.append(doc_id)
+            continue
         for j, (s, e) in enumerate(_windows(word_ids, budget, step_overlap)):
+            if max_chunks and j >= max_chunks:
+                capped.append(doc_id)
+                break
             body = text[offsets[s][0] : offsets[e - 1][1]] if e > s else ""
             chunk_text = f"{title_part}\n{body}" if title_part and body else (title_part or body)
             rows.append((f"{doc_id}#{j}", doc_id, j, chunk_text, SPECIAL_TOKENS + t_len + (e - s)))
+    if report is not None:
+        report.update(empty=empty, capped=capped)
     return pd.DataFrame(rows, columns=["chunk_id", "doc_id", "chunk_index", "text", "n_tokens"])
+

@@ -8,6 +8,7 @@ and the pipeline all pass their own. ``Encoder`` is the short wrapper that holds
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -18,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from ragops.io import atomic_path, read_npy
+
+log = logging.getLogger("ragops.embedding")
 
 EncodeFn = Callable[[list[str]], np.ndarray]
 # Many blocks at once, vectors yielded block by block in order (the Dask path overlaps the blocks).
@@ -34,7 +37,9 @@ class EmbeddingCache:
     """Append-only segments in ``root/<model_id[:16]>/``: ``seg-*.keys.npy`` + ``seg-*.vecs.npy``.
 
     Each segment is written atomically (vectors first, keys last: a segment is only read when its
-    keys file exists), so an interrupted run keeps every finished block.
+    keys file exists), so an interrupted run keeps every finished block. A damaged segment (truncated,
+    overwritten, not an array of the right shape) is never fatal: it is named in a warning, renamed to
+    ``*.damaged`` beside the others, and its texts are simply encoded again (``damaged`` lists them).
     """
 
     def __init__(self, root: str | Path, model_id: str) -> None:
@@ -42,11 +47,37 @@ class EmbeddingCache:
         self.model_id = model_id
         self._index: dict[bytes, tuple[int, int]] = {}
         self._segments: list[np.ndarray] = []
+        self.damaged: list[Path] = []
         if self.dir.exists():
             for keys_file in sorted(self.dir.glob("seg-*.keys.npy")):
                 vecs_file = keys_file.with_name(keys_file.name.replace(".keys.", ".vecs."))
                 if vecs_file.exists():
-                    self._add_segment(read_npy(keys_file), read_npy(vecs_file, mmap=True))
+                    try:
+                        keys, vecs = read_npy(keys_file), read_npy(vecs_file, mmap=True)
+                        self._check_segment(keys, vecs)
+                    except (OSError, ValueError, EOFError) as exc:
+                        self._set_aside(keys_file, vecs_file, exc)
+                        continue
+                    self._add_segment(keys, vecs)
+
+    def _check_segment(self, keys: np.ndarray, vecs: np.ndarray) -> None:
+        if keys.ndim != 1 or keys.dtype != np.dtype("S32"):
+            raise ValueError(f"keys are {keys.dtype} {keys.shape}, not 32-byte keys")
+        if vecs.ndim != 2 or vecs.dtype != np.float32 or len(vecs) != len(keys):
+            raise ValueError(f"vectors are {vecs.dtype} {vecs.shape} for {len(keys)} keys")
+        if self._segments and vecs.shape[1] != self._segments[0].shape[1]:
+            raise ValueError(f"{vecs.shape[1]}-d vectors beside {self._segments[0].shape[1]}-d ones")
+
+    def _set_aside(self, keys_file: Path, vecs_file: Path, exc: Exception) -> None:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        log.warning("embedding cache: %s is damaged (%s); set aside as *.damaged, its texts will be encoded again",
+                    vecs_file, reason)
+        for f in (keys_file, vecs_file):
+            try:
+                f.rename(f.with_name(f.name + ".damaged"))
+            except OSError:
+                pass  # a read-only cache: skipping the segment is enough
+        self.damaged.append(vecs_file)
 
     def _add_segment(self, keys: np.ndarray, vecs: np.ndarray) -> None:
         seg = len(self._segments)

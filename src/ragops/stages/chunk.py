@@ -18,14 +18,19 @@ log = logging.getLogger("ragops.chunk")
 def main(params: dict[str, Any]) -> None:
     paths, cfg = params["paths"], params["chunk"]
     docs = pd.read_parquet(paths["docs"])
-    chunks = chunk_documents(
-        docs["doc_id"].tolist(),
-        docs["title"].tolist(),
-        docs["text"].tolist(),
-        load_tokenizer(params["embed"]["model"]),
-        max_tokens=int(cfg["max_tokens"]),
-        overlap=int(cfg["overlap"]),
-    )
+    ids, titles, texts = docs["doc_id"].tolist(), docs["title"].tolist(), docs["text"].tolist()
+    max_chunks = int(cfg.get("max_chunks_per_doc", 0))
+    report: dict[str, list[str]] = {}
+    tokenizer = load_tokenizer(params["embed"]["model"])
+    chunks = chunk_documents(ids, titles, texts, tokenizer, max_tokens=int(cfg["max_tokens"]),
+                             overlap=int(cfg["overlap"]), max_chunks=max_chunks, report=report)
+    empty, capped = report["empty"], report["capped"]
+    if empty:
+        log.warning("%d empty or whitespace-only documents skipped (no chunk, never retrieved): %s",
+                    len(empty), ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else ""))
+    if capped:
+        log.warning("%d documents cut at chunk.max_chunks_per_doc = %d chunks (the rest is not indexed): %s",
+                    len(capped), max_chunks, ", ".join(capped[:10]) + (" ..." if len(capped) > 10 else ""))
     write_parquet(paths["chunks"], chunks)
     log.info("%d documents -> %d chunks, %d tokens", len(docs), len(chunks), int(chunks["n_tokens"].sum()))
 
