@@ -297,3 +297,47 @@ def test_ask_returns_the_answer_contract_and_the_model(small) -> None:
     assert 1 <= len(body["hits"]) <= 3 and body["citations"]
     assert set(body["citations"]) <= {h["doc_id"] for h in body["hits"]}
     assert all({"text", "score", "supported", "citations"} <= set(c) for c in body["claims"])
+
+
+def test_a_body_over_the_limit_gets_413_unread(small) -> None:
+    with make_client(small, max_body_bytes=2048) as client:
+        big = {"query": "vitamin D", "padding": "x" * 5000}
+        r = client.post("/search", json=big)  # Content-Length says it: refused before reading
+        assert r.status_code == 413 and "larger than 2048 bytes (serve.max_body_bytes)" in r.json()["detail"]
+        assert r.json()["request_id"] == r.headers["x-request-id"]
+
+        def chunks():  # no Content-Length: the bytes read are counted, and reading stops past the limit
+            yield b'{"query": "vitamin D", "padding": "'
+            for _ in range(10):
+                yield b"x" * 1000
+            yield b'"}'
+
+        streamed = client.post("/search", content=chunks(), headers={"content-type": "application/json"})
+        assert streamed.status_code == 413 and "serve.max_body_bytes" in streamed.json()["detail"]
+        assert client.post("/search", json={"query": "vitamin D"}).status_code == 200
+        metrics = client.get("/metrics").text
+    assert 'endpoint="/search",mode="none",status="413"} 2.0' in metrics
+
+
+def test_requests_over_the_in_flight_limit_get_503_with_retry_after(small) -> None:
+    import asyncio
+
+    import httpx
+
+    holder_client = make_client(small, cache_size=0, max_inflight_search=1)
+    app = holder_client.app
+
+    async def burst() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await asyncio.gather(*(client.post("/search", json={"query": f"protein folding {i}"})
+                                          for i in range(8)))
+
+    with holder_client:  # runs the app's lifespan (the search runner)
+        responses = asyncio.run(burst())
+        codes = sorted(r.status_code for r in responses)
+        busy = [r for r in responses if r.status_code == 503]
+        assert codes.count(200) >= 1 and busy and set(codes) == {200, 503}, codes
+        assert all(r.headers["retry-after"] == "1" and "in flight" in r.json()["detail"] for r in busy)
+        # the limit frees as requests finish: one at a time, every request is accepted
+        assert all(holder_client.post("/search", json={"query": "q"}).status_code == 200 for _ in range(3))

@@ -191,7 +191,9 @@ def registry_root(built_project: Path, tmp_path_factory: pytest.TempPathFactory)
 
 
 def test_promoted_version_is_swapped_in_under_load_without_a_failed_request(registry_root: Path) -> None:
-    server = Server(registry_root, ["--model", "models:/ragops-retriever@champion"])
+    tmp = registry_root / "server-tmp"  # where the server downloads versions (TMPDIR): empty after SIGTERM
+    tmp.mkdir(exist_ok=True)
+    server = Server(registry_root, ["--model", "models:/ragops-retriever@champion"], {"TMPDIR": str(tmp)})
     seen: list[tuple[int, str, str | None, str]] = []  # (status, query, version, results)
     stop = threading.Event()
 
@@ -228,9 +230,13 @@ def test_promoted_version_is_swapped_in_under_load_without_a_failed_request(regi
             t.join(timeout=60)
         metrics = httpx.get(f"{server.url}/metrics").text
         health = httpx.get(f"{server.url}/health").json()
+        assert list(tmp.glob("ragops-serve-*"))  # the versions it loaded live there while it serves
     finally:
         stop.set()
         server.stop()
+    # SIGTERM stops it gracefully: exit 0, the downloaded versions removed
+    assert server.proc.returncode == 0, server.log_path.read_text()[-3000:]
+    assert not list(tmp.iterdir()), list(tmp.iterdir())
     failed = [s for s in seen if s[0] != 200]
     assert not failed, failed[:5]
     versions = [v for _, _, v, _ in seen]

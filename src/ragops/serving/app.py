@@ -36,9 +36,11 @@ ENDPOINTS = ("/search", "/ask", "/health", "/metrics", "/", "/docs", "/openapi.j
 PUBLIC = ("/health", "/", "/favicon.ico")
 ERRORS = {
     401: {"model": ErrorBody, "description": "missing or wrong bearer token (when RAGOPS_API_TOKEN is set)"},
+    413: {"model": ErrorBody, "description": "request body larger than serve.max_body_bytes"},
     422: {"model": ErrorBody, "description": "invalid request, with a readable `detail`"},
     500: {"model": ErrorBody, "description": "unexpected error: a generic message and the request id"},
-    503: {"model": ErrorBody, "description": "no model loaded yet, or answers unavailable"},
+    503: {"model": ErrorBody, "description": "no model loaded yet, answers unavailable, or too many requests in "
+          "flight (with Retry-After)"},
 }
 
 
@@ -46,12 +48,36 @@ def _json(status: int, body: dict, headers: dict | None = None) -> Response:
     return Response(json.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
-class Guard:
-    """Pure ASGI middleware: request id, bearer auth, metrics, and a JSON 500 instead of any traceback."""
+class _TooLarge(StarletteHTTPException):
+    """413: raised by the body reader; FastAPI re-raises HTTP exceptions, so its handler answers it."""
 
-    def __init__(self, app, metrics: Metrics, token: str | None) -> None:
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes (serve.max_body_bytes)")
+
+
+class Guard:
+    """Pure ASGI middleware: request id, bearer auth, metrics, and a JSON 500 instead of any traceback.
+
+    It also sheds load before any work: a body over ``max_body_bytes`` gets 413 (from its Content-Length,
+    or as soon as the bytes read pass the limit: nothing larger is ever held), and an endpoint with
+    ``limits[path]`` requests already in flight answers 503 with ``Retry-After`` at once, so the latency of
+    the requests it accepts stays bounded under overload instead of every request queueing."""
+
+    def __init__(self, app, metrics: Metrics, token: str | None, max_body_bytes: int = 65536,
+                 limits: dict[str, int] | None = None) -> None:
         self.app, self.metrics = app, metrics
         self.digest = hashlib.sha256(f"Bearer {token}".encode()).digest() if token else None
+        self.max_body = max_body_bytes
+        self.limits = dict(limits or {})
+        self.inflight = dict.fromkeys(self.limits, 0)
+
+    @staticmethod
+    def _declared_length(scope) -> int:
+        raw = next((v for k, v in scope.get("headers", []) if k == b"content-length"), b"0")
+        try:
+            return int(raw)
+        except ValueError:
+            return 0  # a malformed header: the bytes actually read are counted anyway
 
     def _authorized(self, scope) -> bool:
         got = next((v for k, v in scope.get("headers", []) if k == b"authorization"), b"")
@@ -75,6 +101,18 @@ class Guard:
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
             await send(message)
 
+        seen = 0
+
+        async def receive_limited():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise _TooLarge(self.max_body)
+            return message
+
+        limit, counted = self.limits.get(path), False
         try:
             if self.digest and not (path in PUBLIC or path.startswith("/static/")) and not self._authorized(scope):
                 await _json(
@@ -82,14 +120,29 @@ class Guard:
                     {"detail": "missing or invalid bearer token (Authorization: Bearer <token>)", "request_id": rid},
                     {"WWW-Authenticate": "Bearer"},
                 )(scope, receive, send_with_id)
+            elif self._declared_length(scope) > self.max_body:
+                raise _TooLarge(self.max_body)
+            elif limit is not None and self.inflight[path] >= limit:
+                detail = f"busy: {limit} requests to {path} are in flight (serve limit); retry shortly"
+                busy = _json(503, {"detail": detail, "request_id": rid}, {"Retry-After": "1"})
+                await busy(scope, receive, send_with_id)
             else:
-                await self.app(scope, receive, send_with_id)
+                if limit is not None:
+                    self.inflight[path] += 1
+                    counted = True
+                await self.app(scope, receive_limited, send_with_id)
+        except _TooLarge as exc:
+            if not started:
+                await _json(413, {"detail": exc.detail, "request_id": rid})(scope, receive, send_with_id)
+            status = 413
         except Exception:
             log.exception("request %s %s failed", rid, path)  # the traceback goes to the server log only
             if not started:
                 await _json(500, {"detail": "internal server error", "request_id": rid})(scope, receive, send_with_id)
             status = 500
         finally:
+            if counted:
+                self.inflight[path] -= 1
             endpoint = path if path in ENDPOINTS else ("/static" if path.startswith("/static/") else "other")
             self.metrics.observe(endpoint, state.get("mode", "none"), status, time.perf_counter() - t0)
 
@@ -135,7 +188,8 @@ def create_app(
         "needs `Authorization: Bearer <token>`.",
     )
     app.state.metrics, app.state.holder, app.state.cfg = metrics, holder, cfg
-    app.add_middleware(Guard, metrics=metrics, token=token)
+    app.add_middleware(Guard, metrics=metrics, token=token, max_body_bytes=cfg.max_body_bytes,
+                       limits={"/search": cfg.max_inflight_search, "/ask": cfg.max_inflight_ask})
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(RequestValidationError)

@@ -26,6 +26,9 @@ class ServeConfig:
     encoder_threads: int = 1  # threads per query encode (torch or ONNX Runtime); 0 = the encoder's default
     snippet_chars: int = 300
     access_log: bool = False  # uvicorn's per-request log line (the Prometheus metrics count requests anyway)
+    max_body_bytes: int = 65536  # larger request bodies get 413 before they are read
+    max_inflight_search: int = 32  # /search requests in flight at once; more get 503 + Retry-After at once
+    max_inflight_ask: int = 4  # the same for /ask (an answer costs ~10 searches of CPU)
 
     def __post_init__(self) -> None:
         if self.mode not in ("default", *MODES):
@@ -33,11 +36,12 @@ class ServeConfig:
         if not 1 <= self.top_k_default <= self.top_k_max:
             raise ConfigError(f"serve: need 1 <= top_k_default ({self.top_k_default}) <= top_k_max ({self.top_k_max})")
         if (
-            min(self.max_query_chars, self.workers, self.batch_max) < 1
+            min(self.max_query_chars, self.workers, self.batch_max, self.max_body_bytes, self.max_inflight_search,
+                self.max_inflight_ask) < 1
             or min(self.cache_size, self.poll_s, self.encoder_threads) < 0
         ):
             raise ConfigError(
-                "serve: max_query_chars, workers and batch_max must be >= 1; "
+                "serve: max_query_chars, workers, batch_max, max_body_bytes and max_inflight_* must be >= 1; "
                 "cache_size, poll_s and encoder_threads >= 0"
             )
         if not 0 < self.port < 65536:
@@ -65,6 +69,9 @@ class ServeConfig:
             "encoder_threads": int,
             "snippet_chars": int,
             "access_log": bool,
+            "max_body_bytes": int,
+            "max_inflight_search": int,
+            "max_inflight_ask": int,
         }
         try:
             return ServeConfig(**{k: casts[k](v) for k, v in p.items()})

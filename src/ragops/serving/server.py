@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,10 @@ def serve(
     cfg = ServeConfig.from_params(params.get("serve"))
     source = ModelSource.parse(resolve_model(model or cfg.model, params, params_dir))
     metrics = Metrics()
+    # SIGTERM (systemd, Docker, Kubernetes) stops the server like Ctrl-C: uvicorn shuts down gracefully and
+    # then raises the signal again under the handler it found, which is this one, so the cleanup below runs
+    # (by default SIGTERM would end the process there and leave the downloaded versions in the temp folder).
+    previous = signal.signal(signal.SIGTERM, _stop)
     holder, root = build_holder(source, params, params_dir, cfg, metrics)
     token = os.environ.get("RAGOPS_API_TOKEN") or None
     try:
@@ -87,7 +92,18 @@ def serve(
             log_level="info",
             timeout_graceful_shutdown=10,
         )
+    except (KeyboardInterrupt, _Stopped):
+        log.warning("stopped")
     finally:
         holder.stop()
         if root is not None:
             shutil.rmtree(root, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Stopped(Exception):
+    """SIGTERM, raised in the main thread."""
+
+
+def _stop(signum, frame) -> None:
+    raise _Stopped
