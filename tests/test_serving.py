@@ -141,7 +141,8 @@ def make_client(small, token: str | None = None, docs: pd.DataFrame | None = Non
 
     retriever, all_docs = small
     metrics = Metrics()
-    params = {"answer": {"generator": "extractive", "scorer": "lexical"}, "embed": {"model": "all-MiniLM-L6-v2"}}
+    params = {"answer": {"generator": "extractive", "scorer": cfg.pop("scorer", "lexical")},
+              "embed": {"model": "all-MiniLM-L6-v2"}, "paths": {"grounding_model": cfg.pop("grounding_model", None)}}
     served = finish(
         SearchPipeline(dataclasses.replace(retriever)),
         all_docs if docs is None else docs,
@@ -341,3 +342,16 @@ def test_requests_over_the_in_flight_limit_get_503_with_retry_after(small) -> No
         assert all(r.headers["retry-after"] == "1" and "in flight" in r.json()["detail"] for r in busy)
         # the limit frees as requests finish: one at a time, every request is accepted
         assert all(holder_client.post("/search", json={"query": "q"}).status_code == 200 for _ in range(3))
+
+
+def test_health_says_degraded_when_the_trained_scorer_is_missing(small, tmp_path: Path) -> None:
+    with make_client(small, scorer="trained", grounding_model=str(tmp_path / "no-grounding")) as client:
+        health = client.get("/health")
+        assert health.status_code == 200 and health.json()["status"] == "degraded"
+        model = health.json()["model"]
+        assert model["scorer"] == "embedding" and "trained grounding scorer is missing" in model["degraded"]
+        assert str(tmp_path / "no-grounding") in model["degraded"]
+        assert client.post("/ask", json={"question": "Does vitamin D prevent fractures?"}).status_code == 200
+    with make_client(small) as client:  # a scorer chosen on purpose is no fallback
+        assert client.get("/health").json()["status"] == "ok"
+        assert client.get("/health").json()["model"]["degraded"] is None

@@ -80,6 +80,7 @@ class Answerer:
         self.pipeline, self.encode, self.count, self.scorer = pipeline, encode, count, scorer
         self.generator, self.cfg, self.extractive, self.anthropic = generator, cfg, extractive, anthropic
         self.docs = docs
+        self.degraded: str | None = None  # why answers are checked with a weaker scorer than configured
         self._lock = threading.RLock()
 
     def _context(self, question: str, k: int | None) -> list[ContextDoc]:
@@ -187,8 +188,11 @@ def build_answerer(
         # the default scorer is not built (no labelled claims, or no grounding stage yet): say so, carry on
         log.warning("the trained grounding scorer is not built (%s); using the embedding scorer", folder)
         scorer_obj = load_scorer("embedding", folder, encode, defaults)
+        degraded = f"the trained grounding scorer is missing ({folder}): claims are checked by the embedding scorer"
+    else:
+        degraded = None
     anthropic = AnthropicGenerator(AnthropicConfig(**a.get("anthropic", {}))) if gen == "anthropic" else None
-    return Answerer(
+    answerer = Answerer(
         pipeline,
         docs,
         encode,
@@ -199,3 +203,5 @@ def build_answerer(
         ExtractiveConfig(**a.get("extractive", {})),
         anthropic,
     )
+    answerer.degraded = degraded
+    return answerer

@@ -256,7 +256,7 @@ def create_app(
                 "last_error": holder.last_error,
             }
         body = {
-            "status": "ok" if served else "loading",
+            "status": ("degraded" if served.describe()["degraded"] else "ok") if served else "loading",
             "ready": served is not None,
             "model": served.describe() if served else None,
             "watching": watching,

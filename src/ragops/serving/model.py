@@ -119,6 +119,7 @@ class Served:
             "answers_error": self.answer_error,
             "grounding": self.grounding,
             "scorer": getattr(getattr(self.answerer, "scorer", None), "name", None),
+            "degraded": getattr(self.answerer, "degraded", None),  # a fallback the operator should fix
         }
 
 

@@ -95,7 +95,7 @@ class AskResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "loading"]
+    status: Literal["ok", "degraded", "loading"]  # degraded: serving, with a fallback named in model.degraded
     ready: bool
     model: dict[str, Any] | None
     watching: dict[str, Any] | None

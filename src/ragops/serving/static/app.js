@@ -153,6 +153,7 @@ async function loadHealth() {
     const h = await (await fetch("/health")).json();
     const m = h.model;
     $("model").textContent = m ? modelName(m) + (m.alias ? " @" + m.alias : "") : "loading…";
+    if (m && m.degraded) $("model").textContent += " — degraded: " + m.degraded;
     if (m && m.modes) setModes(m.modes, m.default_mode);
     if (h.auth && !localStorage.getItem(TOKEN_KEY)) $("token-box").hidden = false;
   } catch (e) {
