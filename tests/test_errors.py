@@ -75,6 +75,9 @@ def test_the_command_prints_one_line_and_debug_shows_the_traceback(tmp_path: Pat
     assert "nowhere" in plain.stderr
     debug = run([ragops, "--debug", *args[1:]], tmp_path)
     assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
+    # a usage error stays typer's own (its usage line, exit 2), not an "unexpected" error
+    usage = run([ragops, "search", "x", "--mode", "nope"], tmp_path)
+    assert usage.returncode == 2 and "Invalid value for --mode" in usage.stderr and "RAGOPS_DEBUG" not in usage.stderr
 
 
 def test_one_line() -> None:

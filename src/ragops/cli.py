@@ -51,8 +51,8 @@ def friendly(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, click.ClickException):
-            raise
+        except (typer.Exit, typer.Abort, typer.TyperException, click.ClickException):
+            raise  # typer's own usage errors (typer vendors click: its exceptions are not click's)
         except KeyboardInterrupt:
             if debug_enabled():
                 raise
