@@ -27,8 +27,8 @@ class ServeConfig:
     snippet_chars: int = 300
     access_log: bool = False  # uvicorn's per-request log line (the Prometheus metrics count requests anyway)
     max_body_bytes: int = 65536  # larger request bodies get 413 before they are read
-    max_inflight_search: int = 32  # /search requests in flight at once; more get 503 + Retry-After at once
-    max_inflight_ask: int = 4  # the same for /ask (an answer costs ~10 searches of CPU)
+    max_inflight_search: int = 8  # /search requests in flight at once; more get 503 + Retry-After at once
+    max_inflight_ask: int = 2  # the same for /ask (an answer costs ~10 searches of CPU)
 
     def __post_init__(self) -> None:
         if self.mode not in ("default", *MODES):
