@@ -11,11 +11,12 @@ export RAGOPS_MIRROR := $(abspath $(MIRROR))
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup data repro test lint browser bench clean help
+.PHONY: setup data repro test test-fast lint browser bench clean help
 
 help:
 	@echo "make repro   set up, fetch SciFact from MIRROR=$(MIRROR), run the DVC pipeline, show metrics"
 	@echo "make test    set up and run lint + the test suite (tiny data profile)"
+	@echo "make test-fast   lint + the unit tests only (no builds, no servers)"
 	@echo "make bench   run the benchmarks in bench/ (full SciFact; writes docs/benchmarks.md)"
 
 setup: $(VENV)/.installed
@@ -40,6 +41,10 @@ lint: setup
 
 test: lint browser
 	$(BIN)/python -m pytest
+
+# the unit and reference tests only (no dvc build, no servers): a few minutes
+test-fast: lint
+	$(BIN)/python -m pytest --ignore=tests/integration
 
 # The search-page test drives Debian's chromium through Playwright (Playwright's own browser download is
 # never used). Installed once; a no-op when present. Needs root or sudo (CI runners have both).

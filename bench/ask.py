@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--scorers", default="lexical,embedding,trained")
     args = ap.parse_args()
-    from ragops.answer import build_answerer
+    from ragops.answer.answerer import build_answerer
     from ragops.artifacts import load_pipeline
     from ragops.config import load_params
 

@@ -14,8 +14,10 @@ from ragops.errors import ConfigError
 DEFAULT_PARAMS = "params.yaml"
 
 
-def load_params(path: str | Path | None = None) -> dict[str, Any]:
-    """Load params (``$RAGOPS_PARAMS`` or ``params.yaml`` in the working directory)."""
+def load_params(path: str | Path | None = None, validate: bool = True) -> dict[str, Any]:
+    """Load params (``$RAGOPS_PARAMS`` or ``params.yaml`` in the working directory), checked against
+    ``ragops.schema`` (unknown keys, types, ranges): a problem is a :class:`ConfigError` naming the file
+    and the key before any work starts. The dict is returned as read."""
     path = Path(path or os.environ.get("RAGOPS_PARAMS", DEFAULT_PARAMS))
     if not path.exists():
         raise ConfigError(f"{path}: params file not found (run from the project root)")
@@ -25,6 +27,10 @@ def load_params(path: str | Path | None = None) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(params, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    if validate:
+        from ragops.schema import validate as check
+
+        check(params, str(path))
     return params
 
 

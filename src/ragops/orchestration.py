@@ -277,7 +277,7 @@ def reproduce(root: Path, stage: Stage, check: bool = True, on_line: LineFn | No
 
 def registry_note(root: Path) -> str:
     """What `register` did (register, gate, promote) in one line, from ``paths.registry``; or ""."""
-    path = load_params(root / "params.yaml").get("paths", {}).get("registry")
+    path = load_params(root / "params.yaml", validate=False).get("paths", {}).get("registry")
     if not path or not (root / path).is_file():
         return ""
     info = json.loads((root / path).read_text(encoding="utf-8"))

@@ -1,9 +1,6 @@
 """Answers with citations and a measured check of each claim (issue 6).
 
-``build_answerer(pipeline, docs, params)`` -> ``Answerer.ask(question)`` -> ``Answer``.
+``ragops.answer.answerer.build_answerer(pipeline, docs, params)`` -> ``Answerer.ask(question)`` -> ``Answer``.
+Nothing is imported here: a stage that needs only the grounding scorers (the `grounding` stage) must not
+depend on the answerer's code (its dvc.yaml deps are its imports, ``ragops.dagdeps``).
 """
-
-from ragops.answer.answerer import AnswerConfig, Answerer, build_answerer
-from ragops.answer.records import Answer, Claim
-
-__all__ = ["Answer", "AnswerConfig", "Answerer", "Claim", "build_answerer"]

@@ -12,6 +12,7 @@ Saved as the encoder's Hugging Face folder plus ``head.safetensors`` (no pickle)
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import threading
@@ -249,6 +250,9 @@ def train_cross_encoder(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, s / warm) * max(0.0, (steps - s) / steps))
     params = list(encoder.parameters()) + list(head.parameters())
     order, rng, losses, t0 = list(range(len(examples))), random.Random(cfg.seed), [], time.perf_counter()
+    from ragops.logs import Progress
+
+    progress, done = Progress(logging.getLogger("ragops.grounding"), "grounding cross-encoder", steps), 0
     encoder.train()
     for _ in range(cfg.epochs):
         rng.shuffle(order)
@@ -264,6 +268,8 @@ def train_cross_encoder(
             sched.step()
             opt.zero_grad()
             total += float(loss.detach()) * len(batch)
+            done += 1
+            progress.step(done, float(loss.detach()))
         losses.append(round(total / max(1, len(examples)), 4))
         if on_epoch is not None:
             on_epoch(len(losses) - 1, model)

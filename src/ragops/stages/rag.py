@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from ragops.answer import build_answerer
+from ragops.answer.answerer import build_answerer
 from ragops.answer.rag_eval import rag_metrics
 from ragops.artifacts import load_pipeline
 from ragops.embedding import CachedEncoder

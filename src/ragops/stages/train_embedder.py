@@ -14,17 +14,17 @@ import numpy as np
 import pandas as pd
 
 from ragops.artifacts import load_retriever
+from ragops.dagdeps import stage_code
 from ragops.evaluation import qrels_for_split
 from ragops.io import atomic_dir, read_npy, write_json
 from ragops.timing import run_stage
-from ragops.training import artifacts, data, embedder
 from ragops.training.artifacts import MARKER, file_sha256, reusable, training_key, write_skipped
 from ragops.training.data import best_chunk_rows, build_examples, interleave, train_positives
 from ragops.training.embedder import TrainConfig, rerank_pool_score, train_bi_encoder
 
 log = logging.getLogger("ragops.train_embedder")
-# the training code: part of the training key (the stage module and what it trains with)
-CODE = [__file__, data.__file__, embedder.__file__, artifacts.__file__]
+# the training code, part of the training key: every file this stage runs (its dvc.yaml code deps)
+CODE = stage_code("train_embedder")
 
 
 def train_config(cfg: dict[str, Any], seed: int) -> TrainConfig:

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ragops import rerank
 from ragops.artifacts import load_retriever
+from ragops.dagdeps import stage_code
 from ragops.evaluation import as_run, qrels_for_split
 from ragops.io import atomic_dir, write_json
 from ragops.metrics import mean_metrics
@@ -24,14 +24,13 @@ from ragops.records import Hits
 from ragops.rerank import doc_passage, rerank_hits
 from ragops.stages.train_embedder import train_config
 from ragops.timing import run_stage
-from ragops.training import artifacts, data, reranker
 from ragops.training.artifacts import MARKER, file_sha256, reusable, training_key, write_skipped
 from ragops.training.data import build_examples, interleave, train_positives
 from ragops.training.reranker import init_cross_encoder, train_cross_encoder
 
 log = logging.getLogger("ragops.train_reranker")
-# the training code: part of the training key (the stage module and what it trains with)
-CODE = [__file__, data.__file__, reranker.__file__, artifacts.__file__, rerank.__file__]
+# the training code, part of the training key: every file this stage runs (its dvc.yaml code deps)
+CODE = stage_code("train_reranker")
 
 
 def main(params: dict[str, Any]) -> None:

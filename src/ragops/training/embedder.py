@@ -93,7 +93,10 @@ def fit_with_selection(
         best_state = copy.deepcopy(model.state_dict())
         log.info("epoch 0 (untrained): dev %.4f", result.dev[0])
     step = 0
+    from ragops.logs import Progress
     from ragops.training.data import batches
+
+    progress = Progress(log, "training", total)
 
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -108,6 +111,7 @@ def fit_with_selection(
             sched.step()
             opt.zero_grad()
             step += 1
+            progress.step(step, float(np.mean(losses[-50:])))
         model.eval()
         log.info(
             "epoch %d: %d steps, loss %.4f, %.0fs", epoch, step, float(np.mean(losses or [0])), time.perf_counter() - t0
