@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -79,3 +81,23 @@ def encoder():
     from ragops.embedding import Encoder
 
     return Encoder(MODEL, device="cpu", batch_size=32)
+
+
+@contextlib.contextmanager
+def sqlite_store(folder: Path, experiment: str = "toy") -> Iterator[tuple]:
+    """A real MLflow SQLite store in ``folder``: (client, experiment id, folder). MLflow exports the URIs to
+    os.environ and its module state: both are undone afterwards."""
+    import mlflow
+
+    from ragops.tracking import RegistryConfig, connect, experiment_id, resolve_store
+
+    s = resolve_store(RegistryConfig(), folder, env={})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", s.tracking_uri)
+        mp.setenv("MLFLOW_REGISTRY_URI", s.tracking_uri)
+        client = connect(s)
+        try:
+            yield client, experiment_id(client, experiment, s.artifact_location), folder
+        finally:
+            mlflow.set_tracking_uri(None)
+            mlflow.set_registry_uri(None)

@@ -3,6 +3,7 @@ temporary files) and the write/read round trips, without pickle."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -184,3 +185,38 @@ def test_outputs_follow_the_umask(tmp_path: Path, umask: int) -> None:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~umask
     assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o777 & ~umask
+
+
+def test_leftovers_of_a_killed_writer_are_cleared_or_restored(tmp_path) -> None:
+    """kill -9 leaves temporaries beside an output; the next write removes those of dead processes, and a
+    folder moved aside before the new one was renamed in is put back."""
+    import subprocess
+    import sys
+
+    from ragops.io import atomic_dir, write_json
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    dead = proc.pid
+    target = tmp_path / "out.json"
+    stale_file = tmp_path / f".out.json.{dead}.abc.tmp"
+    stale_file.write_text("half")
+    mine = tmp_path / f".out.json.{os.getpid()}.keep.tmp"  # a live process's temporary stays
+    mine.write_text("in progress")
+    other = tmp_path / ".outer.json.1.x.tmp"  # another output's: not ours to touch
+    other.write_text("x")
+    write_json(target, {"a": 1})
+    assert not stale_file.exists() and mine.exists() and other.exists()
+    folder = tmp_path / "index"
+    aside = tmp_path / f".index.old-{dead}"  # killed between "old aside" and "new in"
+    aside.mkdir()
+    (aside / "data").write_text("last good")
+    with atomic_dir(tmp_path / "index2") as tmp:
+        (tmp / "x").write_text("y")
+    assert aside.exists()  # only writes to `index` look at `index`'s leftovers
+    with atomic_dir(folder) as tmp:
+        assert (folder / "data").read_text() == "last good"  # restored before the new one is built
+        (tmp / "data").write_text("new")
+    assert (folder / "data").read_text() == "new" and not aside.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == sorted(
+        [mine.name, other.name])

@@ -12,7 +12,8 @@ import pytest
 from ragops import registry
 from ragops.errors import ConfigError
 from ragops.stages.register import gate_version
-from ragops.tracking import RegistryConfig, connect, experiment_id, resolve_store
+from ragops.tracking import RegistryConfig, experiment_id
+from tests.conftest import sqlite_store
 
 BASE = np.random.default_rng(0).uniform(0.3, 0.9, 40)
 FP = "a" * 64  # the evaluation set's fingerprint
@@ -21,17 +22,8 @@ FP = "a" * 64  # the evaluation set's fingerprint
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory):
     """One SQLite store for the module (creating its tables takes seconds); each test its own model name."""
-    import mlflow
-
-    tmp = tmp_path_factory.mktemp("mlflow")
-    s = resolve_store(RegistryConfig(), tmp, env={})
-    with pytest.MonkeyPatch.context() as mp:  # MLflow exports the URIs to os.environ: undone afterwards
-        mp.setenv("MLFLOW_TRACKING_URI", s.tracking_uri)
-        mp.setenv("MLFLOW_REGISTRY_URI", s.tracking_uri)
-        client = connect(s)
-        yield client, experiment_id(client, "toy", s.artifact_location), tmp
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)
+    with sqlite_store(tmp_path_factory.mktemp("mlflow")) as store:
+        yield store
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ console = Console()
 
 def _answerer(params_file: Path, model: str | None, generator: str | None, scorer: str | None, mode: str | None):
     """The answerer over a packaged model (its modes, its registered mode, its grounding scorer) or the build."""
-    from ragops.answer import build_answerer
+    from ragops.answer.answerer import build_answerer
     from ragops.config import load_params
 
     params = load_params(params_file)
@@ -50,6 +50,10 @@ def _answerer(params_file: Path, model: str | None, generator: str | None, score
 def print_answer(answer) -> None:
     console.print(f"[bold]Q:[/] {answer.question}", highlight=False)
     console.print(answer.text or "(no answer: nothing retrieved)", highlight=False)
+    if not getattr(answer, "found", True):
+        console.print(f"relevance {answer.relevance:.3f} is below answer.min_relevance; closest documents: "
+                      + ", ".join(f"{h['doc_id']} ({h['title'][:60]})" for h in answer.hits[:3]), highlight=False)
+        return
     table = Table(title=f"claims ({answer.scorer} scorer, support rate {answer.support_rate:.2f})")
     for col in ("claim", "score", "supported", "cites"):
         table.add_column(col, overflow="fold")

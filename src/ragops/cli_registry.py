@@ -90,10 +90,13 @@ def promote_command(
     params_file: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Make a version champion if the gate allows it (or with --force). Exit code 1 when the gate blocks."""
+    from ragops.recovery import lock_path, registry_lock
     from ragops.registry import promote as promote_version
 
-    cfg, client, _ = project_registry(params_file)
-    result = promote_version(client, cfg, version, force)
+    cfg, client, store = project_registry(params_file)
+    # the lock `register` holds: a promotion never interleaves with a registration and its gate
+    with registry_lock(lock_path(store.tracking_uri, params_file.resolve().parent), "ragops promote"):
+        result = promote_version(client, cfg, version, force)
     d = result.decision
     if d is None:
         console.print(f"{cfg.model_name} v{result.version} is already champion")

@@ -29,13 +29,47 @@ def current_umask() -> int:
     return mask
 
 
+def _clear_stale(path: Path) -> None:
+    """Remove temporaries beside ``path`` left by a writer that was killed (``.<name>.<pid>.*.tmp`` or
+    ``.<name>.old-<pid>`` whose process no longer exists): ``kill -9`` runs no ``finally``. A folder moved
+    aside by a writer killed before the new one was in place is put back, not removed."""
+    prefix = f".{path.name}."
+    for entry in path.parent.glob(f".{glob_escape(path.name)}.*"):
+        rest = entry.name[len(prefix):]
+        pid = rest.split(".", 1)[0].removeprefix("old-")
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        if rest.startswith("old-") and not path.exists():
+            os.replace(entry, path)  # killed between its two renames: the last good folder goes back
+        elif entry.name.endswith(".tmp") or rest.startswith("old-"):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary file path beside ``path``; on success rename it onto ``path``. The file gets the
     mode any new file gets under the umask (mkstemp's private 0600 would otherwise stay), as DVC's do."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _clear_stale(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -56,7 +90,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _clear_stale(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~current_umask())

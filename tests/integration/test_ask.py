@@ -20,7 +20,9 @@ def ask(root: Path, *args: str, env: dict[str, str] | None = None, check: bool =
 
 def test_extractive_answer_cites_only_retrieved_documents(built_project: Path) -> None:
     out = json.loads(ask(built_project, QUESTION, "--json").stdout)
-    assert set(out) == {"question", "text", "generator", "scorer", "citations", "claims", "hits", "support_rate"}
+    assert set(out) == {"question", "text", "generator", "scorer", "citations", "claims", "hits", "support_rate",
+                        "found", "relevance"}
+    assert out["found"] is True and out["relevance"] is None  # answer.min_relevance 0: never refuses
     assert out["generator"] == "extractive" and out["scorer"] == "trained"  # no key set: extractive by default
     hit_ids = [h["doc_id"] for h in out["hits"]]
     assert out["citations"] and set(out["citations"]) <= set(hit_ids)
@@ -29,6 +31,33 @@ def test_extractive_answer_cites_only_retrieved_documents(built_project: Path) -
     assert out["support_rate"] == sum(c["supported"] for c in out["claims"]) / 3
     table = ask(built_project, QUESTION, "--scorer", "lexical", "-k", "2").stdout
     assert "lexical scorer" in table and "support rate" in table
+
+
+def test_off_topic_question_is_not_found(built_project: Path, tmp_path: Path) -> None:
+    """With answer.min_relevance set, a question nothing in the corpus comes close to gets "not found in the
+    documents": no claims, no citations, the closest documents still listed."""
+    import yaml
+
+    def with_threshold(value: float) -> str:
+        params = yaml.safe_load((built_project / "params.yaml").read_text())
+        params["answer"]["min_relevance"] = value
+        path = tmp_path / f"params-{value}.yaml"
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+        return str(path)
+
+    off_topic = "What is the capital of France?"
+    low = with_threshold(1e-6)  # checks, never refuses: both relevances are reported
+    near = json.loads(ask(built_project, QUESTION, "--json", "--params", low).stdout)["relevance"]
+    far = json.loads(ask(built_project, off_topic, "--json", "--params", low).stdout)["relevance"]
+    assert near > far + 0.1, (near, far)  # the signal separates them
+    middle = with_threshold(round((near + far) / 2, 4))
+    refused = json.loads(ask(built_project, off_topic, "--json", "--params", middle).stdout)
+    assert refused["found"] is False and refused["text"].startswith("Not found in the documents")
+    assert refused["claims"] == [] and refused["citations"] == [] and refused["hits"]
+    answered = json.loads(ask(built_project, QUESTION, "--json", "--params", middle).stdout)
+    assert answered["found"] is True and answered["claims"]
+    printed = ask(built_project, off_topic, "--params", middle).stdout
+    assert "Not found in the documents" in printed and "below answer.min_relevance" in printed
 
 
 def test_anthropic_answer_through_the_sdk(built_project: Path) -> None:

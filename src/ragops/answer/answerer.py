@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ragops.answer.context import ContextDoc, pack_context
@@ -32,6 +33,7 @@ from ragops.answer.text import parse_citations, split_claims, split_sentences
 from ragops.errors import ConfigError, unknown_name
 
 log = logging.getLogger("ragops.answer")
+NOT_FOUND = "Not found in the documents: nothing retrieved is close enough to the question to answer it."
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,10 @@ class AnswerConfig:
     context_tokens: int = 1500  # the context budget, in embedding-tokenizer tokens
     generator: str = "auto"  # auto (anthropic when ANTHROPIC_API_KEY is set, else extractive) | extractive | anthropic
     scorer: str = "trained"
+    # "not found in the documents" below this relevance (max cosine of the question to a title or sentence of
+    # the first relevance_docs context documents); 0 = always answer. Chosen on dev: bench/not_found.py
+    min_relevance: float = 0.0
+    relevance_docs: int = 3
 
     @staticmethod
     def from_params(p: dict[str, Any]) -> AnswerConfig:
@@ -51,6 +57,8 @@ class AnswerConfig:
             int(a.get("context_tokens", 1500)),
             str(a.get("generator", "auto")),
             str(a.get("scorer", "trained")),
+            float(a.get("min_relevance", 0.0)),
+            int(a.get("relevance_docs", 3)),
         )
 
 
@@ -123,17 +131,54 @@ class Answerer:
         hits = [{"doc_id": d.doc_id, "title": d.title, "score": round(d.score, 6), "text": d.text} for d in ctx]
         return Answer(question, text, self.generator, self.scorer.name, citations, claims, hits, rate, dropped)
 
+    def relevance(self, question: str, ctx: list[ContextDoc]) -> float:
+        """How close the context comes to the question: the max cosine between the question and a title or
+        sentence of the first ``relevance_docs`` documents (0 with no context)."""
+        texts = [t for d in ctx[: self.cfg.relevance_docs] for t in (d.title, *split_sentences(d.text)) if t.strip()]
+        if not texts:
+            return 0.0
+        with self._lock:
+            vecs = np.asarray(self.encode([question, *texts]), dtype=np.float32)
+        vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        return float(np.max(vecs[1:] @ vecs[0]))
+
+    def question_relevance(self, question: str, k: int | None = None) -> float:
+        """:meth:`relevance` of what ``question`` retrieves (bench/not_found.py chooses the threshold on it)."""
+        return self.relevance(question, self._context(question, k))
+
+    def _not_found(self, question: str, ctx: list[ContextDoc]) -> tuple[bool, float | None]:
+        """(found, relevance): with ``min_relevance`` > 0 the context must come close enough to the question."""
+        if self.cfg.min_relevance <= 0:
+            return True, None
+        rel = self.relevance(question, ctx)
+        return rel >= self.cfg.min_relevance, round(rel, 4)
+
+    def _refusal(self, question: str, ctx: list[ContextDoc], relevance: float | None) -> Answer:
+        hits = [{"doc_id": d.doc_id, "title": d.title, "score": round(d.score, 6), "text": d.text} for d in ctx]
+        return Answer(question, NOT_FOUND, self.generator, self.scorer.name, [], [], hits, 1.0, found=False,
+                      relevance=relevance)
+
     def ask(self, question: str, k: int | None = None) -> Answer:
         ctx = self._context(question, k)
-        return self._finish(question, self._generate(question, ctx), ctx)
+        found, rel = self._not_found(question, ctx)
+        if not found:
+            return self._refusal(question, ctx, rel)
+        answer = self._finish(question, self._generate(question, ctx), ctx)
+        answer.relevance = rel
+        return answer
 
     async def aask(self, question: str, k: int | None = None) -> Answer:
         ctx = await asyncio.to_thread(self._context, question, k)
+        found, rel = await asyncio.to_thread(self._not_found, question, ctx)
+        if not found:
+            return self._refusal(question, ctx, rel)
         if self.generator == "anthropic" and ctx:
             text = await self.anthropic.agenerate(question, ctx)
         else:
             text = await asyncio.to_thread(self._generate, question, ctx)
-        return await asyncio.to_thread(self._finish, question, text, ctx)
+        answer = await asyncio.to_thread(self._finish, question, text, ctx)
+        answer.relevance = rel
+        return answer
 
 
 def _token_counter(encode, model_name: str):
@@ -166,7 +211,8 @@ def build_answerer(
     cfg = AnswerConfig.from_params(params)
     mode = mode or cfg.mode
     mode = pipeline.resolve(None if mode == "default" else mode)
-    cfg = AnswerConfig(cfg.k, mode, cfg.context_tokens, generator or cfg.generator, scorer or cfg.scorer)
+    cfg = AnswerConfig(cfg.k, mode, cfg.context_tokens, generator or cfg.generator, scorer or cfg.scorer,
+                       cfg.min_relevance, cfg.relevance_docs)
     gen = resolve_generator(cfg.generator)
     a = params.get("answer", {})
     encode = pipeline.encode

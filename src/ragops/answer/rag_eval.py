@@ -18,7 +18,10 @@ from ragops.answer.records import Answer
 def rag_metrics(answers: Sequence[Answer], relevant: Sequence[set[str]]) -> dict[str, float]:
     cited = relevant_cited = 0
     per_answer, support, answered, claims = [], [], 0, 0
+    refused = sum(not getattr(a, "found", True) for a in answers)
     for ans, rel in zip(answers, relevant, strict=True):
+        if not getattr(ans, "found", True):
+            continue  # "not found in the documents": no claims to support, counted in `refused`
         docs = ans.citations
         hits = sum(d in rel for d in docs)
         cited += len(docs)
@@ -35,6 +38,8 @@ def rag_metrics(answers: Sequence[Answer], relevant: Sequence[set[str]]) -> dict
         "support_rate": round(float(np.mean(support)), 4) if support else 0.0,
         "answered": round(answered / n, 4) if n else 0.0,
         "claims_per_answer": round(claims / n, 3) if n else 0.0,
+        # every query of the split has a judged answer in the corpus: each refusal is a false one
+        "refused": round(refused / n, 4) if n else 0.0,
         "n_queries": n,
     }
 

@@ -26,6 +26,9 @@ class Answer:
     support_rate: float  # share of claims supported (1.0 when no claims)
     # Cited ids that are not in the context (dropped from `citations`); not part of to_dict's contract.
     dropped_citations: list[str] = field(default_factory=list)
+    # False: nothing retrieved is close enough to the question (answer.min_relevance), so no answer is made
+    found: bool = True
+    relevance: float | None = None  # max cosine of the question to a context sentence (None: not checked)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -177,7 +176,7 @@ def finish(
     pipeline = pipeline.map_encoders(cached)
     answerer, error = None, None
     try:
-        from ragops.answer import build_answerer
+        from ragops.answer.answerer import build_answerer
 
         answerer = build_answerer(pipeline, docs.reset_index(), params, grounding_dir=grounding_dir)
     except Exception as exc:  # noqa: BLE001 - /search still works; /ask says why it cannot (503)
@@ -344,12 +343,14 @@ def registry_holder(
     """A holder over a registry model (``models:/NAME@ALIAS`` watched, ``models:/NAME/V`` pinned) or another
     packaged URI. Versions download into a temporary folder (returned; delete it at shutdown); a version's
     folder is deleted two swaps later (Linux keeps open and mapped files of a deleted folder readable)."""
+    from ragops.recovery import clean_stale_temp, private_mkdtemp
     from ragops.registry import get_version
 
     client = None
     if source.name is not None:
         client = registry_client(params, params_dir)
-    root = Path(tempfile.mkdtemp(prefix="ragops-serve-"))
+    clean_stale_temp()  # folders of servers killed with SIGKILL (no handler runs then)
+    root = private_mkdtemp("serve")
     kept: list[Path] = []
 
     def poll() -> str | None:

@@ -90,6 +90,8 @@ class AskResponse(BaseModel):
     claims: list[ClaimOut]
     hits: list[dict[str, Any]]
     support_rate: float
+    found: bool = True  # false: "not found in the documents" (answer.min_relevance), no claims
+    relevance: float | None = None
     model: ModelRef
     took_ms: float
 

@@ -11,7 +11,7 @@ import pandas as pd
 from ragops.answer.rag_eval import answer_metrics
 from ragops.artifacts import available_modes, load_pipeline, local_parts
 from ragops.evaluation import DEFAULT_METRICS, evaluate_mode, qrels_for_split, summarize
-from ragops.io import write_csv, write_json
+from ragops.io import atomic_dir, write_csv, write_json
 from ragops.timing import run_stage
 
 log = logging.getLogger("ragops.evaluate")
@@ -77,8 +77,9 @@ def cache_rerank_scores(pipeline, cache_dir: str):
 def write_plots(per_query: pd.DataFrame, out: Path) -> None:
     """Plot data for `dvc plots`: per-query nDCG@10 of every mode side by side, per split."""
     wide = per_query.pivot_table(index=["split", "query_id"], columns="mode", values="ndcg@10").reset_index()
-    for split, frame in wide.groupby("split"):
-        write_csv(out / f"ndcg_{split}.csv", frame.drop(columns="split").round(4))
+    with atomic_dir(out) as tmp:  # the folder as a whole: a split no longer evaluated leaves no stale file
+        for split, frame in wide.groupby("split"):
+            write_csv(tmp / f"ndcg_{split}.csv", frame.drop(columns="split").round(4))
 
 
 if __name__ == "__main__":

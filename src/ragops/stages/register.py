@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from ragops.onnx_encoder import export_dir
 from ragops.onnx_reranker import ensure_export as ensure_reranker_export
 from ragops.plots import render_plots
 from ragops.pyfunc import log_pipeline_model
+from ragops.recovery import clean_stale_temp, failpoint, lock_path, private_tempdir, reconcile, registry_lock, run_tags
 from ragops.served_mode import choose_mode
 from ragops.timing import DEFAULT_DIR, read_stage_times, run_stage
 from ragops.tracking import RegistryConfig, connect, experiment_id, lineage_tags, log_evaluation, resolve_store
@@ -57,10 +57,30 @@ def main(params: dict[str, Any]) -> None:
     experiment = os.environ.get(EXPERIMENT_ENV, "").strip()
     store = resolve_store(cfg, root)
     client = connect(store)
-    exp = experiment_id(client, cfg.experiment, store.artifact_location)
+    clean_stale_temp()
+    # one writer at a time (`ragops promote` takes the same lock); a killed register's leftovers are
+    # finished first: its runs KILLED, the versions it made but never gated deleted (ragops.recovery)
+    with registry_lock(lock_path(store.tracking_uri, root), "register"):
+        exp = experiment_id(client, cfg.experiment, store.artifact_location)
+        reconcile(client, exp, cfg.model_name)
+        summary, run_id = register(params, cfg, client, store.artifact_location, exp, choice, carried, scores,
+                                   fingerprint, experiment)
+    summary.update(run_id=run_id, experiment=cfg.experiment, tracking_uri=store.display_uri,
+                   served_mode=mode, served_mode_reason=choice.reason, mode_candidates=choice.candidates,
+                   data_fingerprint=fingerprint, timings={k: round(v, 3) for k, v in summary["timings"].items()})
+    write_json(paths["registry"], summary)
+    log.info("run %s in experiment %r; %s", run_id, cfg.experiment, summary["timings"])
+    print_summary(summary)
+
+
+def register(params: dict[str, Any], cfg: RegistryConfig, client, artifact_location: str | None, exp: str, choice,
+             carried, scores: dict[str, float], fingerprint: str, experiment: str) -> tuple[dict[str, Any], str]:
+    """The MLflow run, the packaged version and its gate; returns the summary and the run id."""
+    paths, root, mode = params["paths"], Path.cwd(), choice.mode
     stats = read_json(paths["embed_stats"]) if Path(paths["embed_stats"]).exists() else {}
     t0 = time.perf_counter()
     with mlflow.start_run(experiment_id=exp) as run:
+        mlflow.set_tags(run_tags())
         log_run(params, root, stats)
         mlflow.set_tags({registry.MODE_TAG: mode, "served_mode.reason": choice.reason[:5000],
                          registry.DATA_TAG: fingerprint, "dvc.experiment": experiment or ""})
@@ -73,24 +93,21 @@ def main(params: dict[str, Any]) -> None:
                                  "register to release experiments)",
                        "aliases": registry.aliases(client, cfg.model_name)}
         else:
-            with tempfile.TemporaryDirectory(prefix="ragops-package-") as tmp:
+            with private_tempdir("package") as tmp:
                 parts = package_parts(params, Path(tmp))
                 config = pipeline_config(params, mode, cfg.k, stats.get("model_id")) | {"modes": list(carried)}
                 info = log_pipeline_model(parts, config, cfg.model_name)
+                failpoint("register:versioned")  # fault injection (tests): a version exists, no gate yet
             version = str(info.registered_model_version)
             t2 = time.perf_counter()
-            disk = share_files(client, info.model_id, store.artifact_location)
+            disk = share_files(client, info.model_id, artifact_location)
             summary = gate_version(client, cfg, version, scores, mode, fingerprint)
             summary.update(registered=True, package={"modes": list(carried), **disk})
             timings |= {"register_model": t2 - t1, "register_gate": time.perf_counter() - t2}
             mlflow.set_tags({f"gate.{k}": str(v) for k, v in summary["decision"].items()})
         mlflow.log_metrics({f"timing/{k}_s": round(v, 3) for k, v in timings.items()})
-    summary.update(run_id=run.info.run_id, experiment=cfg.experiment, tracking_uri=store.display_uri,
-                   served_mode=mode, served_mode_reason=choice.reason, mode_candidates=choice.candidates,
-                   data_fingerprint=fingerprint, timings={k: round(v, 3) for k, v in timings.items()})
-    write_json(paths["registry"], summary)
-    log.info("run %s in experiment %r; %s", run.info.run_id, cfg.experiment, summary["timings"])
-    print_summary(summary)
+    summary["timings"] = timings
+    return summary, run.info.run_id
 
 
 def package_parts(params: dict[str, Any], tmp: Path) -> dict[str, Path | None]:
@@ -146,7 +163,7 @@ def log_run(params: dict[str, Any], root: Path, embed_stats: dict[str, Any]) -> 
         timings["embed_encode"] = float(embed_stats["seconds"])
     data = {k: paths[k] for k in ("docs", "queries", "qrels", "chunks") if k in paths}
     tags = {**lineage_tags(root, data), "ragops.stage": "register", "embed.model_id": str(embed_stats.get("model_id"))}
-    with tempfile.TemporaryDirectory(prefix="ragops-plots-") as images:
+    with private_tempdir("plots") as images:
         render_plots(pd.read_csv(paths["per_query"], dtype={"query_id": str}), Path(images))
         files = [("", paths["per_query"]), ("", paths["metrics"]), ("plots", paths["plots"]), ("plots", images),
                  ("lineage", root / "dvc.lock"), ("lineage", paths["embed_stats"])]

@@ -87,11 +87,17 @@ function renderAnswer(ans, results) {
     appendCited(li, claim.text, titles);
     claims.append(li);
   }
+  if (ans.found === false) {
+    $("support").textContent = `not found in the documents (relevance ${(ans.relevance ?? 0).toFixed(2)})`
+      + ` · ${ans.generator} / ${ans.scorer}`;
+    $("support").className = "support warn";
+  } else {
   const rate = Math.round(ans.support_rate * 100);
   const unsupported = ans.claims.filter((c) => !c.supported).length;
   $("support").textContent = `${rate}% of claims supported` + (unsupported ? `, ${unsupported} unsupported` : "")
     + ` · ${ans.generator} / ${ans.scorer}`;
   $("support").className = "support " + (unsupported ? "warn" : "ok");
+  }
 
   const cited = new Set(ans.citations.map(String));
   const sources = $("sources");
