@@ -156,8 +156,8 @@ off-topic: FEVER claims from the mirror's `nli/` (general knowledge, hash-checke
 Hand-written general questions ("What is the capital of France?", ...): {refused} of {len(GENERAL)} refused.
 Median relevance: SciFact test {result['medians']['scifact_test']:.3f}, FEVER test
 {result['medians']['fever_test']:.3f}, general {result['medians']['general']:.3f}. The check costs one encoder
-pass over ~30 short texts per question ({1000 * result['seconds_per_question']:.0f} ms per question here,
-retrieval included).
+pass over ~30 short texts per question (this run: {1000 * result['seconds_per_question']:.0f} ms per question,
+retrieval included; `bench/ask.py` measures answer latency).
 
 {machine_line(result["machine"])}""")
     if args.write:
