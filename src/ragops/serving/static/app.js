@@ -92,11 +92,11 @@ function renderAnswer(ans, results) {
       + ` · ${ans.generator} / ${ans.scorer}`;
     $("support").className = "support warn";
   } else {
-  const rate = Math.round(ans.support_rate * 100);
-  const unsupported = ans.claims.filter((c) => !c.supported).length;
-  $("support").textContent = `${rate}% of claims supported` + (unsupported ? `, ${unsupported} unsupported` : "")
-    + ` · ${ans.generator} / ${ans.scorer}`;
-  $("support").className = "support " + (unsupported ? "warn" : "ok");
+    const rate = Math.round(ans.support_rate * 100);
+    const unsupported = ans.claims.filter((c) => !c.supported).length;
+    $("support").textContent = `${rate}% of claims supported` + (unsupported ? `, ${unsupported} unsupported` : "")
+      + ` · ${ans.generator} / ${ans.scorer}`;
+    $("support").className = "support " + (unsupported ? "warn" : "ok");
   }
 
   const cited = new Set(ans.citations.map(String));
