@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import sys
 from pathlib import Path
 
 import pytest
 
 from ragops import dagdeps
-from ragops.stages import train_embedder, train_reranker
+from ragops.stages import grounding, train_embedder, train_reranker
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,10 +60,32 @@ def test_a_module_shipping_the_package_source_depends_on_all_of_it(tmp_path: Pat
     assert dagdeps.closure("pkg.a", tmp_path, "pkg") == [tmp_path / "pkg"]
 
 
-@pytest.mark.parametrize("module", [train_embedder, train_reranker])
+@pytest.mark.parametrize("module", [train_embedder, train_reranker, grounding])
 def test_training_keys_hash_the_stage_code(module) -> None:
-    """The training key covers the same files DVC watches: a changed training loop retrains."""
+    """The training key covers the files DVC watches but the plumbing: a changed training loop retrains,
+    a new params key or a reworded error does not."""
     names = {Path(p).relative_to(REPO).as_posix() for p in module.CODE}
     stage = module.__name__.rsplit(".", 1)[1]
-    assert names == set(dagdeps.relative_code(stage))
-    assert "src/ragops/training/embedder.py" in names  # the shared loop (issue 19: it was missing)
+    plumbing = {f"src/ragops/{p}" for p in dagdeps.PLUMBING}
+    assert names == set(dagdeps.relative_code(stage)) - plumbing
+    assert "src/ragops/schema.py" not in names and "src/ragops/io.py" in names
+    if module is not grounding:
+        assert "src/ragops/training/embedder.py" in names  # the shared loop (issue 19: it was missing)
+
+
+def test_plumbing_cannot_compute() -> None:
+    """What the training keys leave out imports no computing library and no ragops module but plumbing
+    and io: model code cannot hide behind it."""
+    allowed = {"yaml", "pydantic", "ragops"} | set(sys.stdlib_module_names)
+    root = REPO / "src" / "ragops"
+    for rel in dagdeps.PLUMBING:
+        tree = ast.parse((root / rel).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            for name in names:
+                assert name.split(".")[0] in allowed, f"{rel} imports {name}"
+                if name.startswith("ragops."):
+                    target = name.split(".", 1)[1].replace(".", "/")
+                    assert f"{target}.py" in dagdeps.PLUMBING | {"io.py"} or target in ("stages",), (
+                        f"{rel} imports {name}")

@@ -8,8 +8,8 @@ included, plus the packages' ``__init__`` files the import system runs), read wi
 importing. Two file references count as well: ``Path(__file__).with_name("x.py")`` (a sibling file
 the module hands to a library: the pyfunc model's code) and ``ragops.__file__`` (the module ships the
 whole package, as the registered model's ``code/`` does: the stage then depends on ``src/ragops``).
-The training stages hash the same list into their training key, so a changed training loop retrains
-under ``on_train_change``.
+The training stages hash the same list, less the plumbing modules (:data:`PLUMBING`), into their
+training key, so a changed training loop retrains under ``on_train_change``.
 
 ``python -m ragops.dagdeps --write`` rewrites the code entries of every stage in ``dvc.yaml``;
 ``--check`` (and a test) fails when they differ from the imports.
@@ -107,6 +107,23 @@ def closure(module: str, root: Path = SRC_ROOT, package: str = PACKAGE) -> list[
 def stage_code(stage: str) -> tuple[Path, ...]:
     """The source files stage ``stage`` (module ``ragops.stages.<stage>``) runs, absolute paths."""
     return tuple(closure(f"{PACKAGE}.stages.{stage}"))
+
+
+# Modules that cannot change what a stage computes: the params schema and loader (a valid file gives the
+# same dict), error classes, logging, stage timing, this scanner and the empty package markers. DVC still
+# re-runs a stage when they change (they are in its deps), but the trained models' keys leave them out,
+# so adding a params key or rewording an error does not retrain for an hour. A test checks that these
+# modules import nothing but each other (so no computing code can hide behind them).
+PLUMBING = frozenset({
+    "__init__.py", "config.py", "schema.py", "errors.py", "logs.py", "timing.py", "dagdeps.py",
+    "stages/__init__.py",
+})
+
+
+def training_code(stage: str) -> tuple[Path, ...]:
+    """``stage_code`` less :data:`PLUMBING`: the files a trained model's key hashes."""
+    root = SRC_ROOT / PACKAGE
+    return tuple(p for p in stage_code(stage) if p.relative_to(root).as_posix() not in PLUMBING)
 
 
 def relative_code(stage: str) -> list[str]:

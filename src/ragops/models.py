@@ -43,10 +43,15 @@ def resolve_model(name: str) -> Path:
 
 
 def model_fingerprint(path: str | Path) -> str:
-    """sha256 over the weight and config files: the identity of a model for caches and lineage."""
+    """sha256 over the weight and config files: the identity of a model for caches and lineage.
+
+    A trained model's ``training.json`` (what trained it, how long it took) is not part of it: a retrain
+    that gives the same weights keeps the embedding cache and the ONNX exports.
+    """
     path = Path(path)
     h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in {".safetensors", ".json", ".txt"})
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in {".safetensors", ".json", ".txt"}
+                   and p.name != "training.json")
     if not files:
         raise ConfigError(f"{path}: no model files found")
     for f in files:

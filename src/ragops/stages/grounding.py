@@ -7,6 +7,7 @@ Reads ``<paths.claims>/{grounding.train_file, grounding.eval_file, grounding.sen
 from __future__ import annotations
 
 import logging
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,27 @@ from ragops.answer.cross_encoder import CE_DIR, CrossEncoderConfig
 from ragops.answer.grounding_data import read_pairs, read_sentences, read_titles
 from ragops.answer.grounding_train import TrainConfig, fit_and_evaluate
 from ragops.answer.scorers import SCORERS_FILE
-from ragops.io import atomic_dir, write_json
+from ragops.dagdeps import training_code
+from ragops.errors import unknown_name
+from ragops.io import atomic_dir, read_json, write_json
 from ragops.timing import run_stage
+from ragops.training.artifacts import RETRAIN_POLICIES, content_key
 
 log = logging.getLogger("ragops.grounding")
+# the training code, part of the scorer's key (like the retrieval models': ragops.training.artifacts)
+CODE = training_code("grounding")
+
+
+def kept(params: dict[str, Any], key: str) -> bool:
+    """True when ``train.retrain`` allows it and the saved scorers (and their report) were fit under ``key``."""
+    policy = str(params["train"]["retrain"])
+    if policy not in RETRAIN_POLICIES:
+        raise unknown_name("train.retrain policy", policy, RETRAIN_POLICIES)
+    if policy == "always" or os.environ.get("RAGOPS_RETRAIN", "") not in ("", "0"):
+        return False
+    saved = Path(params["paths"]["grounding_model"]) / SCORERS_FILE
+    report = Path(params["paths"]["grounding_report"])
+    return saved.is_file() and report.is_file() and read_json(saved).get("train_key") == key
 
 
 def sample(pairs: list, n: int, seed: int) -> list:
@@ -49,6 +67,12 @@ def main(params: dict[str, Any]) -> None:
             write_json(tmp / SCORERS_FILE, {"embed_model": params["embed"]["model"], "missing": missing})
         write_json(paths["grounding_report"], {"scorers": {}, "missing": missing})
         return
+    settings = {"grounding": g, "seed": seed, "embed_model": params["embed"]["model"]}
+    key = content_key(settings, [files[k] for k in ("train_file", "eval_file", "sentences_file")], CODE)
+    if kept(params, key):
+        log.info("grounding: scorers kept: their training key is unchanged "
+                 "(train.retrain: on_train_change; RAGOPS_RETRAIN=1 retrains)")
+        return
     sentences = read_sentences(files["sentences_file"])
     train = sample(read_pairs(files["train_file"], sentences), int(g.get("max_train_pairs", 0)), seed)
     test = sample(read_pairs(files["eval_file"], sentences), int(g.get("max_eval_pairs", 0)), seed)
@@ -66,6 +90,7 @@ def main(params: dict[str, Any]) -> None:
             titles=read_titles(files["sentences_file"]) if cfg.cross_encoder else None,
         )  # fmt: skip
         saved["embed_model"] = params["embed"]["model"]
+        saved["train_key"] = key
         write_json(tmp / SCORERS_FILE, saved)
     write_json(paths["grounding_report"], report)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ragops.artifacts import load_retriever
-from ragops.dagdeps import stage_code
+from ragops.dagdeps import training_code
 from ragops.evaluation import qrels_for_split
 from ragops.io import atomic_dir, read_npy, write_json
 from ragops.timing import run_stage
@@ -24,7 +24,7 @@ from ragops.training.embedder import TrainConfig, rerank_pool_score, train_bi_en
 
 log = logging.getLogger("ragops.train_embedder")
 # the training code, part of the training key: every file this stage runs (its dvc.yaml code deps)
-CODE = stage_code("train_embedder")
+CODE = training_code("train_embedder")
 
 
 def train_config(cfg: dict[str, Any], seed: int) -> TrainConfig:

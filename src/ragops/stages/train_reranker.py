@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ragops.artifacts import load_retriever
-from ragops.dagdeps import stage_code
+from ragops.dagdeps import training_code
 from ragops.evaluation import as_run, qrels_for_split
 from ragops.io import atomic_dir, write_json
 from ragops.metrics import mean_metrics
@@ -30,7 +30,7 @@ from ragops.training.reranker import init_cross_encoder, train_cross_encoder
 
 log = logging.getLogger("ragops.train_reranker")
 # the training code, part of the training key: every file this stage runs (its dvc.yaml code deps)
-CODE = stage_code("train_reranker")
+CODE = training_code("train_reranker")
 
 
 def main(params: dict[str, Any]) -> None:

@@ -45,6 +45,17 @@ def training_key(params: dict[str, Any], cfg: dict[str, Any], code: Sequence[str
     return h.hexdigest()
 
 
+def content_key(settings: dict[str, Any], files: Sequence[str | Path], code: Sequence[str | Path]) -> str:
+    """Hash of ``settings`` (JSON), the bytes of ``files`` (data, in the given order) and of ``code``
+    (sorted): the training key of a model whose data are whole files (the grounding scorer)."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for f in files:
+        h.update(Path(f).name.encode() + b"\0" + Path(f).read_bytes())
+    for f in sorted(str(c) for c in code):
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()
+
+
 def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
