@@ -1,0 +1,163 @@
+"""The binary and markup formats: PDF (pypdf), DOCX (python-docx), HTML (beautifulsoup4 over lxml).
+
+Each reader takes the file's bytes (already size-checked by :func:`ragops.ingest.formats.convert_file`) and
+returns one :class:`~ragops.ingest.formats.Doc`, or raises a
+:class:`~ragops.ingest.formats.ConversionError` whose status tells a damaged file (``corrupt``) from a locked
+one (``encrypted``) and from a scan without a text layer (``no_text``): they need different fixes.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from ragops.ingest.formats import ConversionError, Doc, TextBuilder, check_not_binary, decode
+
+# An Office document encrypted with a password is an OLE compound file holding an "EncryptionInfo" stream,
+# not a zip; an OLE file without one is most likely an old binary .doc renamed.
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ENCRYPTION_INFO = "EncryptionInfo".encode("utf-16-le")
+
+
+def read_pdf(data: bytes, path: Path) -> Doc:
+    """Page by page, one section a page. Encrypted with an empty user password (an "owner password" only,
+    which restricts printing or copying) still opens; a real password does not."""
+    import pypdf
+    from pypdf.errors import FileNotDecryptedError, PyPdfError
+
+    if b"%PDF-" not in data[:1024]:
+        raise ConversionError("corrupt", "not a PDF (no %PDF- header)")
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise ConversionError("encrypted", "PDF is encrypted (password required)")
+        pages = reader.pages
+        title = _pdf_title(reader)
+        out = TextBuilder()
+        for number, page in enumerate(pages, 1):
+            out.section(page=number)
+            for paragraph in re.split(r"\n\s*\n", page.extract_text() or ""):
+                out.add(paragraph)
+        count = len(pages)
+    except FileNotDecryptedError:
+        raise ConversionError("encrypted", "PDF is encrypted (password required)") from None
+    except (PyPdfError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError,
+            OverflowError, AssertionError, ZeroDivisionError) as exc:  # what pypdf raises on damaged files
+        raise ConversionError("corrupt", f"PDF cannot be read ({type(exc).__name__}: {exc})") from None
+    if not out.parts:
+        raise ConversionError("no_text", f"PDF has no text layer ({count} page{'s' * (count != 1)}; a scan? "
+                                         "run OCR on it first)")
+    return out.doc(path, title, pages=count)
+
+
+def _pdf_title(reader) -> str | None:
+    try:
+        meta = reader.metadata
+        return str(meta.title) if meta is not None and meta.title else None
+    except Exception:  # noqa: BLE001 - a damaged /Info dictionary costs the title, not the text
+        return None
+
+
+def read_docx(data: bytes, path: Path) -> Doc:
+    """Body paragraphs and tables in document order; paragraph styles "Heading N" and "Title" are headings."""
+    import zipfile
+
+    import docx
+    from docx.opc.exceptions import OpcError
+    from docx.table import Table
+
+    if data.startswith(_OLE_MAGIC):
+        if _ENCRYPTION_INFO in data:
+            raise ConversionError("encrypted", "DOCX is encrypted (password required)")
+        raise ConversionError("corrupt", "not a DOCX (an OLE file: an old .doc renamed? save it as .docx)")
+    try:
+        document = docx.Document(io.BytesIO(data))
+        out = TextBuilder()
+        for block in document.iter_inner_content():
+            if isinstance(block, Table):
+                for row in block.rows:
+                    out.add(" | ".join(_unique_cells(row)))
+                continue
+            style = block.style.name if block.style is not None else ""
+            if re.fullmatch(r"(Heading \d|Title)", style or ""):
+                out.heading(block.text)
+            else:
+                out.add(block.text)
+        title = document.core_properties.title
+    except (OpcError, zipfile.BadZipFile, KeyError, ValueError, AttributeError, OSError) as exc:
+        raise ConversionError("corrupt", f"DOCX cannot be read ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # lxml's XMLSyntaxError and kin: a damaged part inside the zip
+        if type(exc).__module__.startswith("lxml"):
+            raise ConversionError("corrupt", f"DOCX cannot be read ({type(exc).__name__}: {exc})") from None
+        raise
+    return out.doc(path, title)
+
+
+def _unique_cells(row) -> list[str]:
+    """A merged cell appears once per grid column it spans in ``row.cells``: keep it once."""
+    cells, last = [], None
+    for cell in row.cells:
+        if cell._tc is not last:
+            cells.append(cell.text)
+        last = cell._tc
+    return cells
+
+
+_DROP = ["script", "style", "noscript", "template", "nav", "head"]
+_PAGE_CHROME = ["header", "footer"]  # a site's banner and footer; inside <article> or <main> they are content
+_HEADINGS = {f"h{i}" for i in range(1, 7)}
+_BLOCKS = _HEADINGS | {"p", "div", "section", "article", "main", "aside", "li", "ul", "ol", "dl", "dt", "dd",
+                       "table", "tr", "td", "th", "pre", "blockquote", "figure", "figcaption", "caption", "address",
+                       "details", "summary", "form", "fieldset", "body", "html", "header", "footer", "hr"}
+
+
+def read_html(data: bytes, path: Path) -> Doc:
+    """Text by block element; h1-h6 are headings; scripts, styles, navigation and page header/footer go."""
+    from bs4 import BeautifulSoup
+    from bs4.dammit import EncodingDetector
+    from bs4.element import NavigableString, PreformattedString
+
+    check_not_binary(data)
+    # A declared charset (<meta charset>) is the author's word: bs4 honours it. Otherwise decode as text.
+    markup = data if EncodingDetector.find_declared_encoding(data, is_html=True) else decode(data)
+    soup = BeautifulSoup(markup, "lxml")
+    title = soup.title.get_text(" ", strip=True) if soup.title is not None else None
+    for tag in soup.find_all(_DROP):
+        tag.decompose()
+    for tag in soup.find_all(_PAGE_CHROME):
+        if tag.find_parent(("article", "main")) is None:
+            tag.decompose()
+    for br in soup.find_all("br"):
+        br.replace_with("\n")
+    out, buf, block = TextBuilder(), [], None
+    for node in soup.descendants:
+        if not isinstance(node, NavigableString) or isinstance(node, PreformattedString):
+            continue  # tags, comments, doctype, CDATA
+        owner = _block_of(node)
+        if owner is not block:
+            _emit(out, buf, block)
+            buf, block = [], owner
+        buf.append(str(node))
+    _emit(out, buf, block)
+    return out.doc(path, title)
+
+
+def _block_of(node):
+    """The nearest block element holding a text node: a change of it starts a new paragraph."""
+    parent = node.parent
+    while parent is not None and parent.name not in _BLOCKS:
+        parent = parent.parent
+    return parent
+
+
+def _emit(out: TextBuilder, buf: list[str], block) -> None:
+    if block is not None and block.name in _HEADINGS:
+        out.heading("".join(buf))
+    else:
+        out.add("".join(buf))
+
+
+READERS: dict[str, Callable[[bytes, Path], Doc]] = {".pdf": read_pdf, ".docx": read_docx, ".html": read_html,
+                                                    ".htm": read_html}
