@@ -249,6 +249,42 @@ def test_bearer_token_guards_everything_but_health_and_the_page(small) -> None:
         assert client.get("/").status_code == 200 and client.get("/static/app.js").status_code == 200
 
 
+def test_judge_appends_a_judgment_and_refuses_bad_ones_with_4xx(small, tmp_path: Path) -> None:
+    from ragops.judgments import query_id, read
+
+    retriever, docs = small
+    doc, path = str(docs.index[0]), tmp_path / "judged" / "judgments.jsonl"
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    with make_client(small, token=TOKEN, judgments_path=str(path)) as client:
+        body = {"query": "Vitamin D and fractures", "doc_id": doc, "relevant": True, "mode": "bm25"}
+        assert client.post("/judge", json=body).status_code == 401
+        r = client.post("/judge", json=body, headers=bearer)
+        assert r.status_code == 201, r.text
+        assert r.json() == {"query_id": query_id("vitamin d and fractures"), "doc_id": doc, "relevant": True,
+                            "judgments": 1}
+        again = client.post("/judge", json={**body, "relevant": False, "mode": None, "by": "page"}, headers=bearer)
+        assert again.status_code == 201 and again.json()["judgments"] == 2
+        for payload, status, message in (
+            ({**body, "doc_id": "no-such-doc"}, 422, "doc_id 'no-such-doc' is not a document of small v7"),
+            ({**body, "query": "  "}, 422, "query: must not be empty"),
+            ({**body, "relevant": "yes"}, 422, "relevant: Input should be a valid boolean"),
+            ({**body, "mode": "fuzzy"}, 422, "mode: Input should be 'bm25'"),
+            ({"query": "q", "doc_id": doc}, 422, "relevant: Field required"),
+        ):
+            bad = client.post("/judge", json=payload, headers=bearer)
+            assert bad.status_code == status and message in bad.json()["detail"], bad.text
+            assert "Traceback" not in bad.text
+        assert client.get("/health").json()["judgments"] is True
+        metrics = client.get("/metrics", headers=bearer).text
+    assert 'ragops_requests_total{endpoint="/judge",mode="bm25",status="201"} 1.0' in metrics
+    df = read(path)  # the latest judgment of the pair wins: not relevant, from the page
+    assert df[["doc_id", "score", "by", "mode"]].values.tolist() == [[doc, 0, "page", None]]
+    with make_client(small, judgments_path=None) as client:
+        off = client.post("/judge", json={"query": "q", "doc_id": doc, "relevant": True})
+        assert off.status_code == 503 and off.json()["detail"].startswith("judgments are not enabled on this server")
+        assert client.get("/health").json()["judgments"] is False
+
+
 def test_metrics_count_requests_and_cache_hits(small) -> None:
     with make_client(small) as client:
         for _ in range(3):

@@ -168,9 +168,12 @@ def loggable_params(params: Mapping[str, Any]) -> dict[str, str]:
 
 
 def flat_metrics(metrics: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, float]:
-    """``metrics.json`` (split -> mode -> metric -> value) as MLflow metric keys."""
+    """``metrics.json`` (split -> mode -> metric -> value) as MLflow metric keys; the entries that are not
+    numbers (``judgments``: where each split's judgments come from, ``status``) are tags, not metrics."""
     return {metric_key(split, mode, name): float(value)
-            for split, modes in metrics.items() for mode, values in modes.items() for name, value in values.items()}
+            for split, modes in metrics.items() if isinstance(modes, Mapping)
+            for mode, values in modes.items() if isinstance(values, Mapping)
+            for name, value in values.items() if isinstance(value, int | float)}
 
 
 def _safe_key(text: str) -> str:

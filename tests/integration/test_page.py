@@ -32,8 +32,10 @@ ARGS = [
 
 @pytest.fixture(scope="module")
 def page_server(built_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    params = serve_params(built_project, tmp_path_factory.mktemp("serve-page"))
+    dest = tmp_path_factory.mktemp("serve-page")  # judgments go here, never into the shared build's data/
+    params = serve_params(built_project, dest, data={"judgments": str(dest / "judged")})
     server = Server(built_project, ["--model", "local", "--params", str(params)], {"RAGOPS_API_TOKEN": TOKEN})
+    server.judgments = dest / "judged" / "judgments.jsonl"
     yield server
     server.stop()
 
@@ -105,3 +107,48 @@ def test_search_page_in_a_real_browser(page_server: Server, tmp_path_factory: py
         keep = Path(os.environ["RAGOPS_SCREENSHOTS"])
         keep.mkdir(parents=True, exist_ok=True)
         shutil.copy2(shots / "search-page.png", keep / "search-page.png")
+
+
+def test_judging_a_result_on_the_page_appends_it(page_server: Server) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from ragops.judgments import query_id, read
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)", pytrace=False)
+    query = "statins and cardiovascular risk"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{page_server.url}/?token={TOKEN}")
+            page.wait_for_function("document.getElementById('model').textContent.includes('local')")
+            page.uncheck("#want-answer")
+            page.select_option("#mode", "bm25")
+            page.fill("#query", query)
+            page.click("#go")
+            page.wait_for_selector("#results li.result", timeout=30_000)
+            second = page.locator("#results li.result").nth(1)
+            doc = second.get_attribute("data-doc-id")
+            yes, no = second.locator("button.judge-yes"), second.locator("button.judge-no")
+            assert yes.inner_text() == "relevant" and no.inner_text() == "not relevant"
+            assert yes.get_attribute("aria-pressed") == "false"
+            yes.click()
+            page.wait_for_selector(f'li.result[data-doc-id="{doc}"][data-judged=relevant]', timeout=10_000)
+            assert yes.get_attribute("aria-pressed") == "true" and no.get_attribute("aria-pressed") == "false"
+            assert "judged relevant" in second.locator(".judge-note").inner_text()
+            judged = read(page_server.judgments)
+            row = judged[(judged["query_id"] == query_id(query)) & (judged["doc_id"] == doc)]
+            assert row[["score", "by", "mode"]].values.tolist() == [[1, "page", "bm25"]]
+            # a failure says why: with a wrong token the server answers 401 and the result shows the message
+            page.evaluate("localStorage.setItem('ragops.token', 'wrong')")
+            no.click()
+            page.wait_for_selector("#results li.result .judge-note.error", timeout=10_000)
+            assert "/judge: 401" in second.locator(".judge-note").inner_text()
+            assert yes.get_attribute("aria-pressed") == "true"  # the recorded state stays
+            assert len(read(page_server.judgments)) == len(judged)
+            assert not errors, errors
+        finally:
+            browser.close()

@@ -122,8 +122,10 @@ class Server:
 
 @pytest.fixture(scope="module")
 def local_server(built_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    params = serve_params(built_project, tmp_path_factory.mktemp("serve-local"))
+    dest = tmp_path_factory.mktemp("serve-local")  # judgments go here, never into the shared build's data/
+    params = serve_params(built_project, dest, data={"judgments": str(dest / "judged")})
     server = Server(built_project, ["--model", "local", "--params", str(params)], {"RAGOPS_API_TOKEN": TOKEN})
+    server.judgments = dest / "judged" / "judgments.jsonl"
     yield server
     server.stop()
 
@@ -171,6 +173,30 @@ def test_local_server_answers_with_citations_and_counts_requests(local_server: S
     assert 'ragops_requests_total{endpoint="/search",mode="hybrid",status="200"}' in metrics
     assert 'ragops_requests_total{endpoint="/ask",mode="hybrid",status="200"} 1.0' in metrics
     assert 'ragops_model_version{alias="",name="local"} 0.0' in metrics
+
+
+def test_local_server_records_judgments_and_refuses_bad_ones(local_server: Server) -> None:
+    from ragops.judgments import query_id, read
+
+    hit = httpx.post(f"{local_server.url}/search", json={"query": QUERIES[1], "top_k": 1}, headers=auth()).json()
+    doc = hit["results"][0]["doc_id"]
+    body = {"query": QUERIES[1], "doc_id": doc, "relevant": True, "mode": hit["mode"]}
+    assert httpx.post(f"{local_server.url}/judge", json=body).status_code == 401
+    r = httpx.post(f"{local_server.url}/judge", json=body, headers=auth())
+    assert r.status_code == 201, r.text
+    assert r.json()["query_id"] == query_id(QUERIES[1]) and r.json()["judgments"] >= 1
+    for payload, message in (
+        ({**body, "doc_id": "not-a-doc"}, "doc_id 'not-a-doc' is not a document of local"),
+        ({**body, "query": ""}, "query: must not be empty"),
+        ({**body, "relevant": 1}, "relevant: Input should be a valid boolean"),
+        ({**body, "extra": 1}, "extra: Extra inputs are not permitted"),
+    ):
+        bad = httpx.post(f"{local_server.url}/judge", json=payload, headers=auth())
+        assert bad.status_code == 422 and message in bad.json()["detail"], bad.text
+        assert "Traceback" not in bad.text
+    judged = read(local_server.judgments)
+    row = judged[(judged["query_id"] == query_id(QUERIES[1])) & (judged["doc_id"] == doc)]
+    assert row[["score", "source", "by", "mode"]].values.tolist() == [[1, "human", "api", hit["mode"]]]
 
 
 # ---------------------------------------------------------------- hot swap

@@ -193,23 +193,34 @@ def _check_disjoint(frames: dict[str, pd.DataFrame], folder: Path) -> None:
             owner[qid] = split
 
 
-def load_beir(folder: str | Path) -> BeirData:
-    """Read and validate a BEIR folder; qrels splits are those of train/dev/test present."""
+def empty_qrels() -> pd.DataFrame:
+    """A qrels table with no rows and the columns (and dtypes) of a read one."""
+    return pd.DataFrame({"query_id": pd.Series([], dtype=str), "doc_id": pd.Series([], dtype=str),
+                         "score": pd.Series([], dtype="int64"), "split": pd.Series([], dtype=str)})
+
+
+def load_beir(folder: str | Path, require_qrels: bool = True) -> BeirData:
+    """Read and validate a BEIR folder; qrels splits are those of train/dev/test present.
+
+    ``require_qrels=False``: a corpus alone is valid (your own documents: no queries, no judgments yet), and
+    so is a corpus with queries but no qrels."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(folder, "dataset folder not found")
-    corpus_path, queries_path = _find(folder, "corpus"), _find(folder, "queries")
+    corpus_path = _find(folder, "corpus")
     candidates = {s: folder / "qrels" / f"{s}.tsv" for s in SPLITS}
     qrels_paths = {s: p for s, p in candidates.items() if p.is_file()}
-    if not qrels_paths:
+    if not qrels_paths and require_qrels:
         names = ", ".join(p.name for p in candidates.values())
         raise DataError(folder / "qrels", f"no qrels: expected one of {names}")
+    has_queries = bool(qrels_paths) or any((folder / n).is_file() for n in ("queries.jsonl", "queries.jsonl.gz"))
+    queries_path = _find(folder, "queries") if has_queries else None
     docs = read_corpus(corpus_path)
-    queries = read_queries(queries_path)
+    queries = read_queries(queries_path) if queries_path else pd.DataFrame({"query_id": [], "text": []}, dtype=str)
     doc_ids, query_ids = set(docs["doc_id"]), set(queries["query_id"])
     frames = {s: read_qrels(p, s, doc_ids, query_ids) for s, p in qrels_paths.items()}
     _check_disjoint(frames, folder)
-    qrels = pd.concat(list(frames.values()), ignore_index=True)
-    inputs = [corpus_path, queries_path, *qrels_paths.values()]
+    qrels = pd.concat(list(frames.values()), ignore_index=True) if frames else empty_qrels()
+    inputs = [corpus_path, *([queries_path] if queries_path else []), *qrels_paths.values()]
     hashes = {p.relative_to(folder).as_posix(): sha256_file(p) for p in inputs}
     return BeirData(docs=docs, queries=queries, qrels=qrels, hashes=hashes)

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from ragops.data.beir import SPLITS, load_beir
+from ragops.data.judged import add_judgments, sources_by_split
 from ragops.data.split import carve_dev, sample_docs
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ class Prepared:
     """Validated tables ready to write, and the stats that describe them.
 
     ``docs``: doc_id, title, text; ``queries``: query_id, text (never metadata);
-    ``qrels``: query_id, doc_id, score (int64), split in train/dev/test.
+    ``qrels``: query_id, doc_id, score (int64), split in train/dev/test, source (gold / human / silver).
     """
 
     docs: pd.DataFrame
@@ -60,23 +61,40 @@ def split_counts(qrels: pd.DataFrame) -> dict[str, dict[str, int]]:
     return out
 
 
-def prepare_dataset(folder: str | Path, dev_fraction: float, seed: int, max_docs: int = 0) -> Prepared:
-    """Load and validate ``folder`` (BEIR layout), sample ``max_docs`` documents if > 0, carve dev.
+def source_name(folder: Path) -> str:
+    """The name of the folder the ingest stage read (its summary.json), else ``folder``'s own."""
+    summary = folder / "summary.json"
+    if summary.is_file():
+        import json
+
+        return Path(json.loads(summary.read_text(encoding="utf-8")).get("source", folder.name)).name
+    return folder.name
+
+
+def prepare_dataset(folder: str | Path, dev_fraction: float, seed: int, max_docs: int = 0,
+                    judged: pd.DataFrame | None = None) -> Prepared:
+    """Load and validate ``folder`` (BEIR layout; qrels optional), sample ``max_docs`` documents if > 0,
+    carve dev, add the judgments made here (``judged``: ``ragops.judgments.read_many``'s frame).
 
     Nothing is written here: the stage writes the result only after all of this succeeded.
     """
     folder = Path(folder)
-    data = load_beir(folder)
+    data = load_beir(folder, require_qrels=False)
     docs, queries, qrels = data.docs, data.queries, data.qrels
     if max_docs:
         sample = sample_docs(docs, qrels, max_docs, seed)
         docs, qrels = sample.docs, sample.qrels
         queries = queries[queries["query_id"].isin(set(qrels["query_id"]))].reset_index(drop=True)
     qrels, dev_source = assign_dev(qrels, dev_fraction, seed)
+    judged_stats: dict[str, Any] = {}
+    if judged is not None:
+        queries, qrels, judged_stats = add_judgments(queries, qrels, docs["doc_id"], judged, dev_fraction, seed)
+    else:
+        qrels = qrels.assign(source="gold")
     order = {s: i for i, s in enumerate(SPLITS)}
     qrels = qrels.sort_values("split", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
     stats = {
-        "dataset": folder.name,
+        "dataset": source_name(folder),
         "seed": seed,
         "dev_fraction": dev_fraction,
         "max_docs": max_docs,
@@ -85,6 +103,8 @@ def prepare_dataset(folder: str | Path, dev_fraction: float, seed: int, max_docs
         "queries": len(queries),
         "judgments": len(qrels),
         "splits": split_counts(qrels),
+        "judgment_sources": sources_by_split(qrels),
+        "judged_here": judged_stats,
         "inputs": data.hashes,
     }
     return Prepared(docs=docs, queries=queries, qrels=qrels, stats=stats)

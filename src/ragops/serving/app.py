@@ -1,4 +1,4 @@
-"""The FastAPI app: POST /search, POST /ask, GET /health, GET /metrics, the OpenAPI docs and the page at /.
+"""The FastAPI app: POST /search, POST /ask, POST /judge, GET /health, GET /metrics, the OpenAPI docs and the page at /.
 
 Searches are CPU-bound (query encoding, FAISS, BM25), so they run on worker threads (ragops.serving.runner:
 a bounded pool, or dynamic batching) and the event loop only parses, validates and answers. There is no
@@ -21,16 +21,25 @@ from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ragops.errors import RagopsError
+from ragops.errors import RagopsError, one_line
+from ragops.judgments import append, make_row
 from ragops.serving.config import ServeConfig
 from ragops.serving.metrics import Metrics
 from ragops.serving.model import ModelHolder, Served
 from ragops.serving.runner import make_runner
-from ragops.serving.schemas import AskResponse, ErrorBody, Health, SearchResponse, request_models
+from ragops.serving.schemas import (
+    AskResponse,
+    ErrorBody,
+    Health,
+    JudgeResponse,
+    SearchResponse,
+    judge_request_model,
+    request_models,
+)
 
 log = logging.getLogger("ragops.serve")
 STATIC = Path(__file__).with_name("static")
-ENDPOINTS = ("/search", "/ask", "/health", "/metrics", "/", "/docs", "/openapi.json", "/docs/oauth2-redirect")
+ENDPOINTS = ("/search", "/ask", "/judge", "/health", "/metrics", "/", "/docs", "/openapi.json", "/docs/oauth2-redirect")
 # Reachable without the token: the health probe, and the page's static shell (it holds no data; it asks for
 # the token and sends it with every API call).
 PUBLIC = ("/health", "/", "/favicon.ico")
@@ -166,6 +175,7 @@ def create_app(
     """The app over ``holder`` (started here when nothing is loaded yet; stopped with the app)."""
     metrics = metrics or Metrics()
     SearchRequest, AskRequest = request_models(cfg)
+    JudgeRequest = judge_request_model(cfg)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -244,6 +254,23 @@ def create_app(
         took = (time.perf_counter() - t0) * 1000.0
         return _json(200, {**answer.to_dict(), "model": model_ref(served), "took_ms": round(took, 3)})
 
+    @app.post("/judge", response_model=JudgeResponse, status_code=201, summary="Record a relevance judgment")
+    async def judge(body: JudgeRequest, request: Request) -> Response:  # type: ignore[valid-type]
+        """Appends to serve.judgments_path (ragops.judgments): the next `dvc repro` evaluates on it."""
+        if cfg.judgments_path is None:
+            raise HTTPException(503, "judgments are not enabled on this server (serve.judgments_path)")
+        served = current(request, body.mode)
+        if body.doc_id not in served.docs.index:
+            raise HTTPException(422, f"doc_id {body.doc_id!r} is not a document of {served.name} v{served.version}")
+        row = make_row(body.query, body.doc_id, body.relevant, by=body.by, mode=body.mode)
+        try:
+            total = await asyncio.to_thread(append, cfg.judgments_path, [row])
+        except (OSError, RagopsError) as exc:  # a full disk, a read-only folder: the operator's to fix
+            log.error("judgment not recorded: %s", exc)
+            raise HTTPException(503, f"the judgment was not recorded: {one_line(exc)}") from None
+        return _json(201, {"query_id": row["query_id"], "doc_id": body.doc_id, "relevant": body.relevant,
+                           "judgments": total})
+
     @app.get("/health", response_model=Health, summary="Liveness, readiness and the served model (no auth)")
     async def health() -> Response:
         served = holder.current
@@ -261,6 +288,7 @@ def create_app(
             "model": served.describe() if served else None,
             "watching": watching,
             "auth": token is not None,
+            "judgments": cfg.judgments_path is not None,
         }
         return _json(200 if served else 503, body)
 

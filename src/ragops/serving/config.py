@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ragops.errors import ConfigError, unknown_name
+from ragops.judgments import DEFAULT_FILE, default_path
 from ragops.pipeline import MODES
 
 
@@ -29,6 +30,9 @@ class ServeConfig:
     max_body_bytes: int = 65536  # larger request bodies get 413 before they are read
     max_inflight_search: int = 8  # /search requests in flight at once; more get 503 + Retry-After at once
     max_inflight_ask: int = 2  # the same for /ask (an answer costs ~10 searches of CPU)
+    # where POST /judge appends (ragops.judgments); `ragops serve` defaults it to <data.judgments>/judgments.jsonl,
+    # as `ragops judge` does; null (or "") = judging disabled (503)
+    judgments_path: str | None = DEFAULT_FILE
 
     def __post_init__(self) -> None:
         if self.mode not in ("default", *MODES):
@@ -46,6 +50,14 @@ class ServeConfig:
             )
         if not 0 < self.port < 65536:
             raise ConfigError(f"serve.port must be in 1..65535, got {self.port}")
+
+    @staticmethod
+    def of(params: Mapping[str, Any]) -> ServeConfig:
+        """The ``serve:`` section of the whole params; ``judgments_path`` unset there = the file `ragops judge`
+        writes (``<data.judgments>/judgments.jsonl``), so the page's judgments and the CLI's meet."""
+        section = dict(params.get("serve") or {})
+        section.setdefault("judgments_path", str(default_path(params)))
+        return ServeConfig.from_params(section)
 
     @staticmethod
     def from_params(p: Mapping[str, Any] | None) -> ServeConfig:
@@ -72,6 +84,7 @@ class ServeConfig:
             "max_body_bytes": int,
             "max_inflight_search": int,
             "max_inflight_ask": int,
+            "judgments_path": lambda v: str(v) if v not in (None, "") else None,
         }
         try:
             return ServeConfig(**{k: casts[k](v) for k, v in p.items()})

@@ -50,6 +50,34 @@ def request_models(cfg: ServeConfig) -> tuple[type[BaseModel], type[BaseModel]]:
     return SearchRequest, AskRequest
 
 
+def judge_request_model(cfg: ServeConfig) -> type[BaseModel]:
+    """JudgeRequest: one relevance judgment of a search result (POST /judge), with the configured limits."""
+
+    class JudgeRequest(BaseModel):
+        model_config = ConfigDict(
+            extra="forbid",
+            json_schema_extra={"examples": [{"query": "vitamin D deficiency and bone fractures", "doc_id": "4983",
+                                             "relevant": True, "mode": "hybrid"}]},
+        )
+        query: Annotated[str, Field(strict=True, max_length=cfg.max_query_chars)]
+        doc_id: Annotated[str, Field(strict=True, min_length=1, max_length=1000)]
+        relevant: Annotated[bool, Field(strict=True, description="true: relevant to the query; false: not")]
+        mode: Mode | None = Field(None, description="the search mode that showed the result (recorded only)")
+        by: Literal["api", "page"] = Field("api", description="who judged: the search page or another client")
+
+        _blank = field_validator("query")(_not_blank)
+
+    return JudgeRequest
+
+
+class JudgeResponse(BaseModel):
+    query_id: str
+    doc_id: str
+    relevant: bool
+    judgments: int  # lines in the judgments file after this one
+
+
+
 class Result(BaseModel):
     doc_id: str
     title: str
@@ -102,6 +130,7 @@ class Health(BaseModel):
     model: dict[str, Any] | None
     watching: dict[str, Any] | None
     auth: bool
+    judgments: bool = False  # POST /judge records judgments (serve.judgments_path is set)
 
 
 class ErrorBody(BaseModel):

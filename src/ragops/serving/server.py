@@ -62,7 +62,7 @@ def serve(
 
     from ragops.serving.app import create_app
 
-    cfg = ServeConfig.from_params(params.get("serve"))
+    cfg = ServeConfig.of(params)  # judgments_path defaults to `ragops judge`'s file
     source = ModelSource.parse(resolve_model(model or cfg.model, params, params_dir))
     metrics = Metrics()
     # SIGTERM (systemd, Docker, Kubernetes) stops the server like Ctrl-C: uvicorn shuts down gracefully and

@@ -1,4 +1,9 @@
-"""Stage `evaluate`: every split x mode -> reports/metrics.json, per_query.csv and plot data."""
+"""Stage `evaluate`: every split x mode -> reports/metrics.json, per_query.csv and plot data.
+
+``metrics.json`` also says where each split's judgments come from (``judgments``: gold, human, silver or
+mixed; prepare's ``judgment_sources``), so every report built on it can mark silver figures as such. Without
+any judgments (your own documents, nothing judged yet) it records ``status: no judgments`` and no figures
+instead of failing: the pipeline still builds, registers (``ragops.stages.register``) and serves."""
 
 from __future__ import annotations
 
@@ -11,10 +16,11 @@ import pandas as pd
 from ragops.answer.rag_eval import answer_metrics
 from ragops.artifacts import available_modes, load_pipeline, local_parts
 from ragops.evaluation import DEFAULT_METRICS, evaluate_mode, qrels_for_split, summarize
-from ragops.io import atomic_dir, write_csv, write_json
+from ragops.io import atomic_dir, read_json, write_csv, write_json
 from ragops.timing import run_stage
 
 log = logging.getLogger("ragops.evaluate")
+NO_JUDGMENTS = "no judgments"
 
 
 def main(params: dict[str, Any]) -> None:
@@ -49,9 +55,14 @@ def main(params: dict[str, Any]) -> None:
             metrics[split][mode] = summarize(res)
             rows += [{"split": split, "mode": mode, "query_id": q, **m} for q, m in res.per_query.items()]
             log.info("%s %-7s %s", split, mode, metrics[split][mode])
-    if not metrics:
-        raise SystemExit("evaluate: no split with judgments among " + ", ".join(cfg["splits"]))
-    per_query = pd.DataFrame(rows)
+    sources = read_json(paths["prepare_stats"]).get("judgment_sources", {})
+    if metrics:
+        metrics["judgments"] = {split: sources.get(split, "gold") for split in metrics}
+    else:
+        log.warning("evaluate: no judgments in splits %s: no retrieval figures (status recorded in %s)",
+                    ", ".join(cfg["splits"]), paths["metrics"])
+        metrics = {"status": NO_JUDGMENTS}
+    per_query = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["split", "mode", "query_id", *DEFAULT_METRICS])
     metrics.update(answer_metrics(paths.get("grounding_report"), paths.get("rag_report")))  # issue 6
     write_json(paths["metrics"], metrics)
     write_csv(paths["per_query"], per_query)
@@ -76,8 +87,10 @@ def cache_rerank_scores(pipeline, cache_dir: str):
 
 def write_plots(per_query: pd.DataFrame, out: Path) -> None:
     """Plot data for `dvc plots`: per-query nDCG@10 of every mode side by side, per split."""
-    wide = per_query.pivot_table(index=["split", "query_id"], columns="mode", values="ndcg@10").reset_index()
     with atomic_dir(out) as tmp:  # the folder as a whole: a split no longer evaluated leaves no stale file
+        if per_query.empty:
+            return
+        wide = per_query.pivot_table(index=["split", "query_id"], columns="mode", values="ndcg@10").reset_index()
         for split, frame in wide.groupby("split"):
             write_csv(tmp / f"ndcg_{split}.csv", frame.drop(columns="split").round(4))
 

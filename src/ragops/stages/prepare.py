@@ -1,6 +1,8 @@
-"""DVC stage ``prepare``: a BEIR folder -> validated docs/queries/qrels parquet + stats.json.
+"""DVC stage ``prepare``: the ingested BEIR folder + the judgments made here -> validated
+docs/queries/qrels parquet + stats.json.
 
-Reads ``data.dataset``, ``prepare.dev_fraction``, ``prepare.max_docs``, ``seed``; writes
+Reads ``paths.corpus`` (the ingest stage's BEIR folder), the ``*.jsonl`` files of ``data.judgments``
+(``ragops.judgments``), ``prepare.dev_fraction``, ``prepare.max_docs``, ``seed``; writes
 ``paths.docs``, ``paths.queries``, ``paths.qrels`` and ``paths.prepare_stats``. All validation
 happens before the first write, and every write is atomic.
 
@@ -16,8 +18,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ragops.data.judged import judgment_files
 from ragops.data.prepare import prepare_dataset
 from ragops.io import atomic_dir, write_json, write_parquet
+from ragops.judgments import read_many
 from ragops.timing import run_stage
 
 log = logging.getLogger(__name__)
@@ -25,13 +29,14 @@ log = logging.getLogger(__name__)
 
 def main(params: dict[str, Any]) -> None:
     """Run the stage with ``params`` (the parsed params.yaml)."""
+    paths = params["paths"]
     prepared = prepare_dataset(
-        params["data"]["dataset"],
+        paths["corpus"],
         dev_fraction=float(params["prepare"]["dev_fraction"]),
         seed=int(params["seed"]),
         max_docs=int(params["prepare"]["max_docs"]),
+        judged=read_many(judgment_files(params["data"]["judgments"])),
     )
-    paths = params["paths"]
     write_parquet(paths["docs"], prepared.docs)
     write_parquet(paths["queries"], prepared.queries)
     write_parquet(paths["qrels"], prepared.qrels)
@@ -39,10 +44,13 @@ def main(params: dict[str, Any]) -> None:
     if "claims" in paths:
         g = params.get("grounding", {})
         names = [g[k] for k in ("train_file", "eval_file", "sentences_file") if k in g]
-        copy_claims(params["data"]["dataset"], names, paths["claims"])
+        copy_claims(paths["corpus"], names, paths["claims"])
     stats = prepared.stats
-    log.info("prepare: %d docs, %d queries, %d judgments",
-             stats["docs"], stats["queries"], stats["judgments"])
+    log.info("prepare: %d docs, %d queries, %d judgments (%s)", stats["docs"], stats["queries"],
+             stats["judgments"], ", ".join(f"{k}: {v}" for k, v in stats["judgment_sources"].items()) or "none")
+    if not stats["judgments"]:
+        log.warning("prepare: no judgments: the pipeline builds and serves, evaluate records 'no judgments'; judge "
+                    "results (the search page, `ragops judge`) or generate questions (`ragops generate-questions`)")
     for split, counts in stats["splits"].items():
         log.info("prepare: %s: %d queries, %d judgments", split, counts["queries"], counts["judgments"])
 

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from ragops import registry
 from ragops.artifacts import available_modes, local_parts, pipeline_config
 from ragops.blobstore import dedup_tree, local_path
 from ragops.errors import ConfigError
+from ragops.gate import GateDecision, gate
 from ragops.io import read_json, write_json
 from ragops.models import model_fingerprint, resolve_model
 from ragops.onnx_encoder import FILES as ONNX_FILES
@@ -36,6 +38,7 @@ from ragops.plots import render_plots
 from ragops.pyfunc import log_pipeline_model
 from ragops.recovery import clean_stale_temp, failpoint, lock_path, private_tempdir, reconcile, registry_lock, run_tags
 from ragops.served_mode import choose_mode
+from ragops.stages.evaluate import NO_JUDGMENTS
 from ragops.timing import DEFAULT_DIR, read_stage_times, run_stage
 from ragops.tracking import RegistryConfig, connect, experiment_id, lineage_tags, log_evaluation, resolve_store
 
@@ -48,8 +51,9 @@ def main(params: dict[str, Any]) -> None:
     carried = available_modes(local_parts(params))
     choice = choose_mode(read_json(paths["metrics"]), cfg.mode, carried, cfg.metric, cfg.select_split, cfg.max_p95_ms)
     mode = choice.mode
+    metrics = read_json(paths["metrics"])
     scores = registry.read_per_query(paths["per_query"], cfg.split, mode, cfg.metric)
-    if not scores:
+    if not scores and metrics.get("status") != NO_JUDGMENTS:
         raise ConfigError(f"{paths['per_query']}: no {cfg.metric} for split {cfg.split!r} and mode {mode!r}; "
                           "evaluate them (evaluate.splits, evaluate.modes) or change registry.split/mode")
     fingerprint = registry.data_fingerprint(pd.read_parquet(paths["queries"]), pd.read_parquet(paths["qrels"]),
@@ -178,10 +182,18 @@ def gate_version(client, cfg: RegistryConfig, version: str, scores: dict[str, fl
     registry.set_alias(client, name, registry.CHALLENGER, version)
     client.set_model_version_tag(name, version, registry.MODE_TAG, mode)
     client.set_model_version_tag(name, version, registry.DATA_TAG, fingerprint)
-    client.set_model_version_tag(name, version, "score", f"{sum(scores.values()) / len(scores):.6f}")
+    if scores:
+        client.set_model_version_tag(name, version, "score", f"{sum(scores.values()) / len(scores):.6f}")
     client.set_model_version_tag(name, version, "score.metric", f"{cfg.split}/{mode}/{cfg.metric}")
     champion = registry.champion_version(client, name)
-    decision = registry.decide(client, cfg, scores, champion, mode, fingerprint)
+    if not scores:
+        decision = unjudged_decision(cfg, champion)
+    elif champion is not None and dict(champion.tags or {}).get("gate.reason", "").startswith("no judgments"):
+        first = gate(scores, None, tolerance=cfg.tolerance, alpha=cfg.alpha, method=cfg.test)
+        decision = replace(first, reason=f"champion v{champion.version} was registered without judgments: the first "
+                                         "judged version replaces it (the gate compares from now on)")
+    else:
+        decision = registry.decide(client, cfg, scores, champion, mode, fingerprint)
     previous = str(champion.version) if champion is not None else None
     champion_mode = registry.version_mode(champion) if champion is not None else None
     registry.record_decision(client, name, version, cfg, decision, previous, mode=mode, champion_mode=champion_mode)
@@ -193,6 +205,23 @@ def gate_version(client, cfg: RegistryConfig, version: str, scores: dict[str, fl
             "decision": decision.as_dict()}
 
 
+def unjudged_decision(cfg: RegistryConfig, champion) -> GateDecision:
+    """No judgments, so no gate can compare: the first version becomes champion (something must serve);
+    a later one stays challenger until there are judgments or someone promotes it (``ragops promote``)."""
+    first = champion is None
+    reason = (f"no judgments ({NO_JUDGMENTS}): " + (
+        "first version, champion so that something serves; later versions need judgments (the search page, "
+        "`ragops judge`, `ragops generate-questions`) or `ragops promote`" if first else
+        f"nothing to compare with champion v{champion.version}; judge results (the search page, `ragops judge`), "
+        "generate questions (`ragops generate-questions`) or promote by hand (`ragops promote`)"))
+    return GateDecision(first, reason, None, None, None, None, 0,  # type: ignore[arg-type]  (no score)
+                        float(cfg.tolerance), float(cfg.alpha), cfg.test)
+
+
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def print_summary(s: dict[str, Any]) -> None:
     if not s.get("registered", True):
         print(f"{s['model_name']}: {s['reason']}; served mode would be {s['served_mode']}", flush=True)
@@ -202,7 +231,7 @@ def print_summary(s: dict[str, Any]) -> None:
     champ = "none" if d["champion"] is None else f"{d['champion']:.4f} (v{s['previous_champion']})"
     p_value = "n/a" if d["p_value"] is None else f"{d['p_value']:.4g}"
     print(f"{s['model_name']} v{s['version']} serving {s['served_mode']} ({s['served_mode_reason']}): {verdict}\n"
-          f"  challenger {d['challenger']:.4f}  champion {champ}  p={p_value} ({d['method']}, "
+          f"  challenger {_score(d['challenger'])}  champion {champ}  p={p_value} ({d['method']}, "
           f"n={d['n_queries']}, tolerance {d['tolerance']:g}, alpha {d['alpha']:g})\n"
           f"  reason: {d['reason']}\n  aliases: {s['aliases']}  store: {s['tracking_uri']}", flush=True)
 

@@ -1,8 +1,10 @@
 // The search page: POST /search and /ask with the same query; citations in the answer link to its sources.
+// Each result can be judged relevant / not relevant (POST /judge): the evaluation set for your own documents.
 // Token (when the server has RAGOPS_API_TOKEN): from ?token=... (then kept) or typed in, kept in localStorage.
 "use strict";
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "ragops.token";
+let judging = true;  // /health says whether the server records judgments (serve.judgments_path)
 
 (function takeTokenFromUrl() {
   const url = new URL(window.location.href);
@@ -127,11 +129,45 @@ function renderResults(data) {
     li.append(el("span", "title", r.title || r.doc_id));
     li.append(el("span", "meta", `${r.doc_id} · score ${r.score.toFixed(3)}`));
     li.append(el("p", "snippet", r.snippet));
+    if (judging) li.append(judgeButtons(li, data.query, r.doc_id, data.mode));
     list.append(li);
   }
   $("took").textContent = `${data.results.length} in ${data.took_ms.toFixed(1)} ms · ${data.mode} · ${modelName(data.model)}`;
   $("results-box").hidden = false;
   return list;
+}
+
+// "relevant" / "not relevant" under a result: the pressed one stays pressed (aria-pressed), a failure says why.
+function judgeButtons(li, query, docId, mode) {
+  const box = el("div", "judge");
+  box.setAttribute("role", "group");
+  box.setAttribute("aria-label", `judge ${docId}`);
+  const note = el("span", "judge-note");
+  note.setAttribute("role", "status");
+  const buttons = [[true, "yes", "relevant"], [false, "no", "not relevant"]].map(([relevant, cls, label]) => {
+    const b = el("button", `judge-${cls}`, label);
+    b.type = "button";
+    b.setAttribute("aria-pressed", "false");
+    b.addEventListener("click", async () => {
+      buttons.forEach((x) => { x.disabled = true; });
+      note.className = "judge-note";
+      note.textContent = "saving…";
+      try {
+        const res = await api("/judge", { query, doc_id: docId, relevant, mode, by: "page" });
+        buttons.forEach((x) => x.setAttribute("aria-pressed", String(x === b)));
+        li.dataset.judged = relevant ? "relevant" : "not-relevant";
+        note.textContent = `judged ${label} (${res.judgments} judgments)`;
+      } catch (e) {
+        note.className = "judge-note error";
+        note.textContent = e.message;
+      } finally {
+        buttons.forEach((x) => { x.disabled = false; });
+      }
+    });
+    return b;
+  });
+  box.append(...buttons, note);
+  return box;
 }
 
 // The mode list is the served model's: every mode its package carries, its default (a package: the registered mode) first.
@@ -162,6 +198,7 @@ async function loadHealth() {
     if (m && m.degraded) $("model").textContent += " — degraded: " + m.degraded;
     if (m && m.modes) setModes(m.modes, m.default_mode);
     if (h.auth && !localStorage.getItem(TOKEN_KEY)) $("token-box").hidden = false;
+    judging = h.judgments !== false;
   } catch (e) {
     $("model").textContent = "server unreachable";
   }
