@@ -155,7 +155,7 @@ def assemble_pipeline(parts: Mapping[str, Any], config: Mapping[str, Any], modes
         base_f = pool.submit(assemble_retriever, parts["chunks"], parts["bm25"],
                              parts["faiss"] if "faiss" in need else None, None, config["retrieve"],
                              FusionConfig(**config["fusion"]))
-        docs_f = pool.submit(pd.read_parquet, parts["docs"], columns=["doc_id", "title", "text"])
+        docs_f = pool.submit(read_docs, parts["docs"])
         faiss_ft_f = pool.submit(load_dense, parts["faiss_ft"]) if "faiss_ft" in need else None
         base_enc = encoder if encoder is not None else (make_encoder(parts["embedder"]) if "embedder" in need else None)
         ft_enc = make_encoder(parts["embedder_ft"]) if "embedder_ft" in need else None
@@ -168,6 +168,14 @@ def assemble_pipeline(parts: Mapping[str, Any], config: Mapping[str, Any], modes
     default = default_mode or (config.get("mode") if config.get("mode") in want else None) or \
         next((m for m in ("hybrid", "bm25") if m in want), want[0])
     return SearchPipeline(base=base, ft=ft, reranker=reranker, default_mode=default), docs
+
+
+def read_docs(path: str | Path) -> pd.DataFrame:
+    """docs.parquet's ``doc_id, title, text`` and, for ingested documents, ``sections`` (pages, headings)."""
+    import pyarrow.parquet as pq
+
+    names = set(pq.read_schema(path).names)
+    return pd.read_parquet(path, columns=[c for c in ("doc_id", "title", "text", "sections") if c in names])
 
 
 def load_reranker(folder: str | Path, cfg: Mapping[str, Any], docs: pd.DataFrame,

@@ -58,15 +58,22 @@ def print_answer(answer) -> None:
     for col in ("claim", "score", "supported", "cites"):
         table.add_column(col, overflow="fold")
     for c in answer.claims:
-        table.add_row(c.text, f"{c.score:.3f}", "yes" if c.supported else "[red]NO[/]", ", ".join(c.citations))
+        cites = ", ".join(f"{d} ({c.where[d]})" if c.where.get(d) else d for d in c.citations)
+        table.add_row(c.text, f"{c.score:.3f}", "yes" if c.supported else "[red]NO[/]", cites)
     console.print(table)
     if answer.dropped_citations:
         console.print(
             f"[yellow]dropped citations of documents not in the context:[/] {', '.join(answer.dropped_citations)}"
         )
     titles = {h["doc_id"]: h["title"] for h in answer.hits}
+    places: dict[str, list[str]] = {}
+    for c in answer.claims:
+        for d, w in c.where.items():
+            if w not in places.setdefault(d, []):
+                places[d].append(w)
     for d in answer.citations:
-        console.print(f"  [{d}] {titles.get(d, '')}", highlight=False)
+        at = f" ({'; '.join(places[d])})" if places.get(d) else ""
+        console.print(f"  [{d}] {titles.get(d, '')}{at}", highlight=False)
 
 
 def ask_command(

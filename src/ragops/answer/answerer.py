@@ -30,6 +30,7 @@ from ragops.answer.generators import (
 from ragops.answer.records import Answer, Claim
 from ragops.answer.scorers import Scorer, load_scorer
 from ragops.answer.text import parse_citations, split_claims, split_sentences
+from ragops.answer.where import where
 from ragops.errors import ConfigError, unknown_name
 
 log = logging.getLogger("ragops.answer")
@@ -124,12 +125,20 @@ class Answerer:
         with self._lock:
             scores = self.scorer.score([c for c, _ in parts], docs_per_claim).tolist()
         claims = [
-            Claim(c, round(float(s), 4), bool(s >= self.scorer.threshold), cited)
+            Claim(c, round(float(s), 4), bool(s >= self.scorer.threshold), cited, self._where(c, cited))
             for (c, cited), s in zip(parts, scores, strict=True)
         ]
         rate = sum(c.supported for c in claims) / len(claims) if claims else 1.0
         hits = [{"doc_id": d.doc_id, "title": d.title, "score": round(d.score, 6), "text": d.text} for d in ctx]
         return Answer(question, text, self.generator, self.scorer.name, citations, claims, hits, rate, dropped)
+
+    def _where(self, claim: str, cited: list[str]) -> dict[str, str]:
+        """Cited doc id -> the page / heading the claim comes from, for documents that have sections."""
+        if "sections" not in self.docs.columns:
+            return {}
+        places = {d: where(claim, str(self.docs.at[d, "text"]), self.docs.at[d, "sections"])
+                  for d in cited if d in self.docs.index}
+        return {d: w for d, w in places.items() if w}
 
     def relevance(self, question: str, ctx: list[ContextDoc]) -> float:
         """How close the context comes to the question: the max cosine between the question and a title or

@@ -12,6 +12,9 @@ class Claim:
     score: float  # support score in [0, 1] from the grounding scorer
     supported: bool  # score >= the scorer's threshold
     citations: list[str]  # doc ids cited by this claim
+    # doc id -> where in it the claim comes from ("p. 2, Methods"), for cited documents that have pages or
+    # headings (ingested PDF, DOCX, HTML, Markdown); see ragops.answer.where
+    where: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -4,7 +4,9 @@ A BEIR folder holds ``corpus.jsonl[.gz]`` (``_id``, ``title``, ``text``), ``quer
 (``_id``, ``text``) and ``qrels/<split>.tsv`` (header ``query-id<TAB>corpus-id<TAB>score``).
 Every problem is a :class:`~ragops.errors.DataError` naming the file and the 1-based line, so a
 user can open the file at the right place. Query ``metadata`` is dropped on read: in SciFact it
-holds the gold evidence, which no retriever may see.
+holds the gold evidence, which no retriever may see. A corpus row's ``metadata.sections`` (written by
+``ragops ingest``: ``[start, page, heading]`` where a page or heading starts) is kept as a JSON column,
+so an answer can say where in a document a claim comes from.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ def _read_records(path: Path, with_title: bool) -> dict[str, list[str]]:
     ids: list[str] = []
     texts: list[str] = []
     titles: list[str] = []
+    sections: list[str] = []
     first_line: dict[str, int] = {}
     for lineno, line in iter_lines(path):
         try:
@@ -119,17 +122,36 @@ def _read_records(path: Path, with_title: bool) -> dict[str, list[str]]:
             elif not isinstance(title, str):
                 raise DataError(path, f"'title' is not a string ({type(title).__name__})", lineno)
             titles.append(title)
+            sections.append(_sections(obj, path, lineno))
         ids.append(rid)
         texts.append(text)
-    return {"ids": ids, "texts": texts, "titles": titles}
+    return {"ids": ids, "texts": texts, "titles": titles, "sections": sections}
+
+
+def _sections(obj: dict[str, Any], path: Path, lineno: int) -> str:
+    """A corpus row's ``metadata.sections`` as compact JSON ("" when it has none), checked."""
+    meta = obj.get("metadata")
+    rows = meta.get("sections") if isinstance(meta, dict) else None
+    if not rows:
+        return ""
+    ok = isinstance(rows, list) and all(
+        isinstance(r, list) and len(r) == 3 and isinstance(r[0], int) and not isinstance(r[0], bool)
+        and (r[1] is None or isinstance(r[1], int)) and (r[2] is None or isinstance(r[2], str)) for r in rows)
+    if not ok:
+        raise DataError(path, "'metadata.sections' must be a list of [start, page or null, heading or null]", lineno)
+    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
 
 
 def read_corpus(path: Path) -> pd.DataFrame:
-    """Documents as ``doc_id, title, text`` in file order; an empty corpus is an error."""
+    """Documents as ``doc_id, title, text`` in file order, plus ``sections`` (JSON text, "" for none) when
+    any document has pages or headings; an empty corpus is an error."""
     cols = _read_records(path, with_title=True)
     if not cols["ids"]:
         raise DataError(path, "no documents (the corpus is empty)")
-    return pd.DataFrame({"doc_id": cols["ids"], "title": cols["titles"], "text": cols["texts"]})
+    frame = {"doc_id": cols["ids"], "title": cols["titles"], "text": cols["texts"]}
+    if any(cols["sections"]):
+        frame["sections"] = cols["sections"]
+    return pd.DataFrame(frame)
 
 
 def read_queries(path: Path) -> pd.DataFrame:

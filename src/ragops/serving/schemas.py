@@ -105,6 +105,7 @@ class ClaimOut(BaseModel):
     score: float
     supported: bool
     citations: list[str]
+    where: dict[str, str] = {}  # cited doc id -> "p. 2, Methods" (documents with pages or headings)
 
 
 class AskResponse(BaseModel):

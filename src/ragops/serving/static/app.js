@@ -87,6 +87,8 @@ function renderAnswer(ans, results) {
     const li = el("li", claim.supported ? "supported" : "unsupported");
     li.append(el("span", "score", `${claim.supported ? "✓ supported" : "✗ unsupported"} (${claim.score.toFixed(2)}) `));
     appendCited(li, claim.text, titles);
+    const places = Object.entries(claim.where || {});
+    if (places.length) li.append(el("span", "where", ` (${places.map(([d, w]) => `${d}: ${w}`).join("; ")})`));
     claims.append(li);
   }
   if (ans.found === false) {
