@@ -23,8 +23,9 @@ from ragops.retrieval import FusionConfig, Retriever
 from ragops.serving.app import create_app
 from ragops.serving.cache import QueryCache
 from ragops.serving.config import ServeConfig
+from ragops.serving.holder import ModelHolder
 from ragops.serving.metrics import Metrics
-from ragops.serving.model import ModelHolder, ModelSource, finish, snippet
+from ragops.serving.model import ModelSource, finish, snippet
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "s3cret-token-for-tests"

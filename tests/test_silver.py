@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from ragops.answer.generators import AnthropicConfig
 from ragops.answer.text import split_sentences
+from ragops.cli_silver import read_docs, sample_docs
 from ragops.errors import RagopsError
 from ragops.judgments import query_id
 from ragops.silver import (
@@ -24,8 +25,6 @@ from ragops.silver import (
     copy_overlap,
     generate_offline,
     idf_table,
-    read_docs,
-    sample_docs,
     sentence_question,
     stopword_set,
     words,
@@ -86,8 +85,8 @@ def test_offline_rows_are_valid_and_never_copy_a_sentence(docs, idf) -> None:
 
 
 def test_the_judgments_reader_reads_a_silver_file(docs, idf, tmp_path: Path) -> None:
+    from ragops.cli_silver import write_rows
     from ragops.judgments import read
-    from ragops.silver import write_rows
 
     rows = generate_offline(docs.head(5), 2, seed=7, idf=idf)
     frame = read(write_rows(tmp_path / "silver.jsonl", rows))

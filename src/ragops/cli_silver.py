@@ -6,18 +6,66 @@ writes JSONL judgment rows (``source: "silver"``) atomically, by default to data
 
 from __future__ import annotations
 
+import json
 import os
+import random
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from ragops.errors import unknown_name
+from ragops.errors import DataError, unknown_name
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 console = Console()
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params file to read.")]
+
+
+def read_docs(path: str | Path) -> pd.DataFrame:
+    """The prepared docs parquet (doc_id, title, text), checked: a clear error naming the file otherwise."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "docs file not found (build it with `dvc repro prepare`)")
+    try:
+        docs = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a file that is not parquet
+        raise DataError(path, f"not a readable parquet file ({type(exc).__name__})") from None
+    missing = [c for c in ("doc_id", "title", "text") if c not in docs.columns]
+    if missing:
+        raise DataError(path, f"missing column(s) {', '.join(missing)}; expected doc_id, title, text")
+    docs = docs[["doc_id", "title", "text"]].fillna("").astype(str)
+    dup = docs["doc_id"].duplicated()
+    if dup.any():
+        raise DataError(path, f"doc_id {docs['doc_id'][dup].iloc[0]!r} appears more than once",
+                        line=int(dup.to_numpy().nonzero()[0][0]) + 1)
+    return docs.reset_index(drop=True)
+
+
+def sample_docs(docs: pd.DataFrame, max_docs: int | None, seed: int) -> pd.DataFrame:
+    """A seeded sample of ``max_docs`` documents in file order (all when None or >= len)."""
+    if not max_docs or max_docs >= len(docs):
+        return docs
+    keep = sorted(random.Random(seed).sample(range(len(docs)), max_docs))
+    return docs.iloc[keep].reset_index(drop=True)
+
+
+def write_rows(path: str | Path, rows: Sequence[Mapping]) -> Path:
+    """Write ``rows`` as JSONL, atomically (a crash leaves the previous file)."""
+    from ragops.io import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
 
 
 def pick_generator(name: str | None) -> str:
@@ -51,7 +99,7 @@ def generate_questions_command(
     """
     from ragops.config import load_params
     from ragops.logs import setup
-    from ragops.silver import generate_offline, idf_table, read_docs, sample_docs, write_rows
+    from ragops.silver import generate_offline, idf_table
 
     setup()
     params = load_params(params_file)

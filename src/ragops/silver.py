@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import math
 import random
@@ -27,14 +26,12 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
 from ragops.answer.generators import strip_heading
 from ragops.answer.text import split_sentences
-from ragops.errors import ConfigError, DataError, unknown_name
-from ragops.io import atomic_path
+from ragops.errors import ConfigError, unknown_name
 from ragops.judgments import make_row, now_utc
 
 log = logging.getLogger(__name__)
@@ -224,34 +221,6 @@ def silver_row(question: str, doc_id: str, by: str, time: str) -> dict:
     return make_row(question, doc_id, 1, by, None, source=SOURCE, time=time)
 
 
-def read_docs(path: str | Path) -> pd.DataFrame:
-    """The prepared docs parquet (doc_id, title, text), checked: a clear error naming the file otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "docs file not found (build it with `dvc repro prepare`)")
-    try:
-        docs = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for a file that is not parquet
-        raise DataError(path, f"not a readable parquet file ({type(exc).__name__})") from None
-    missing = [c for c in ("doc_id", "title", "text") if c not in docs.columns]
-    if missing:
-        raise DataError(path, f"missing column(s) {', '.join(missing)}; expected doc_id, title, text")
-    docs = docs[["doc_id", "title", "text"]].fillna("").astype(str)
-    dup = docs["doc_id"].duplicated()
-    if dup.any():
-        raise DataError(path, f"doc_id {docs['doc_id'][dup].iloc[0]!r} appears more than once",
-                        line=int(dup.to_numpy().nonzero()[0][0]) + 1)
-    return docs.reset_index(drop=True)
-
-
-def sample_docs(docs: pd.DataFrame, max_docs: int | None, seed: int) -> pd.DataFrame:
-    """A seeded sample of ``max_docs`` documents in file order (all when None or >= len)."""
-    if not max_docs or max_docs >= len(docs):
-        return docs
-    keep = sorted(random.Random(seed).sample(range(len(docs)), max_docs))
-    return docs.iloc[keep].reset_index(drop=True)
-
-
 def generate_offline(docs: pd.DataFrame, per_doc: int, seed: int, idf: Mapping[str, float] | None = None,
                      cfg: OfflineConfig = OfflineConfig(), time: str | None = None) -> list[dict]:
     """Silver rows for ``docs`` by the offline generator; ``idf`` defaults to one over ``docs`` (pass the whole
@@ -267,16 +236,6 @@ def generate_offline(docs: pd.DataFrame, per_doc: int, seed: int, idf: Mapping[s
                      doc_id, cfg.min_words, cfg.max_words, cfg.min_terms)
         rows.extend(silver_row(q, doc_id, "offline", time) for q in questions)
     return rows
-
-
-def write_rows(path: str | Path, rows: Sequence[Mapping]) -> Path:
-    """Write ``rows`` as JSONL, atomically (a crash leaves the previous file)."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return path
 
 
 def as_qrels(rows: Iterable[Mapping]) -> tuple[dict[str, str], dict[str, dict[str, int]]]:

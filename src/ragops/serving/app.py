@@ -6,12 +6,8 @@ global lock: the indexes are read-only and the encoder is safe to call from seve
 """
 
 import asyncio
-import hashlib
-import hmac
-import json
 import logging
 import time
-import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -24,8 +20,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ragops.errors import RagopsError, one_line
 from ragops.judgments import append, make_row
 from ragops.serving.config import ServeConfig
+from ragops.serving.guard import Guard, reply
+from ragops.serving.holder import ModelHolder
 from ragops.serving.metrics import Metrics
-from ragops.serving.model import ModelHolder, Served
+from ragops.serving.model import Served
 from ragops.serving.runner import make_runner
 from ragops.serving.schemas import (
     AskResponse,
@@ -39,10 +37,6 @@ from ragops.serving.schemas import (
 
 log = logging.getLogger("ragops.serve")
 STATIC = Path(__file__).with_name("static")
-ENDPOINTS = ("/search", "/ask", "/judge", "/health", "/metrics", "/", "/docs", "/openapi.json", "/docs/oauth2-redirect")
-# Reachable without the token: the health probe, and the page's static shell (it holds no data; it asks for
-# the token and sends it with every API call).
-PUBLIC = ("/health", "/", "/favicon.ico")
 ERRORS = {
     401: {"model": ErrorBody, "description": "missing or wrong bearer token (when RAGOPS_API_TOKEN is set)"},
     413: {"model": ErrorBody, "description": "request body larger than serve.max_body_bytes"},
@@ -51,111 +45,6 @@ ERRORS = {
     503: {"model": ErrorBody, "description": "no model loaded yet, answers unavailable, or too many requests in "
           "flight (with Retry-After)"},
 }
-
-
-def _json(status: int, body: dict, headers: dict | None = None) -> Response:
-    return Response(json.dumps(body), status_code=status, media_type="application/json", headers=headers)
-
-
-class _TooLarge(StarletteHTTPException):
-    """413: raised by the body reader; FastAPI re-raises HTTP exceptions, so its handler answers it."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request body is larger than {limit} bytes (serve.max_body_bytes)")
-
-
-class Guard:
-    """Pure ASGI middleware: request id, bearer auth, metrics, and a JSON 500 instead of any traceback.
-
-    It also sheds load before any work: a body over ``max_body_bytes`` gets 413 (from its Content-Length,
-    or as soon as the bytes read pass the limit: nothing larger is ever held), and an endpoint with
-    ``limits[path]`` requests already in flight answers 503 with ``Retry-After`` at once, so the latency of
-    the requests it accepts stays bounded under overload instead of every request queueing."""
-
-    def __init__(self, app, metrics: Metrics, token: str | None, max_body_bytes: int = 65536,
-                 limits: dict[str, int] | None = None) -> None:
-        self.app, self.metrics = app, metrics
-        self.digest = hashlib.sha256(f"Bearer {token}".encode()).digest() if token else None
-        self.max_body = max_body_bytes
-        self.limits = dict(limits or {})
-        self.inflight = dict.fromkeys(self.limits, 0)
-
-    @staticmethod
-    def _declared_length(scope) -> int:
-        raw = next((v for k, v in scope.get("headers", []) if k == b"content-length"), b"0")
-        try:
-            return int(raw)
-        except ValueError:
-            return 0  # a malformed header: the bytes actually read are counted anyway
-
-    def _authorized(self, scope) -> bool:
-        got = next((v for k, v in scope.get("headers", []) if k == b"authorization"), b"")
-        # Equal-length digests, compared in constant time: neither the token nor its length leaks by timing.
-        return hmac.compare_digest(hashlib.sha256(got).digest(), self.digest)
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        t0 = time.perf_counter()
-        rid = uuid.uuid4().hex[:16]
-        state = scope.setdefault("state", {})
-        state["request_id"] = rid
-        path = scope["path"]
-        status, started = 500, False
-
-        async def send_with_id(message) -> None:
-            nonlocal status, started
-            if message["type"] == "http.response.start":
-                started, status = True, message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
-            await send(message)
-
-        seen = 0
-
-        async def receive_limited():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise _TooLarge(self.max_body)
-            return message
-
-        limit, counted = self.limits.get(path), False
-        try:
-            if self.digest and not (path in PUBLIC or path.startswith("/static/")) and not self._authorized(scope):
-                await _json(
-                    401,
-                    {"detail": "missing or invalid bearer token (Authorization: Bearer <token>)", "request_id": rid},
-                    {"WWW-Authenticate": "Bearer"},
-                )(scope, receive, send_with_id)
-            elif self._declared_length(scope) > self.max_body:
-                raise _TooLarge(self.max_body)
-            elif limit is not None and self.inflight[path] >= limit:
-                detail = f"busy: {limit} requests to {path} are in flight (serve limit); retry shortly"
-                busy = _json(503, {"detail": detail, "request_id": rid}, {"Retry-After": "1"})
-                await busy(scope, receive, send_with_id)
-            else:
-                if limit is not None:
-                    self.inflight[path] += 1
-                    counted = True
-                await self.app(scope, receive_limited, send_with_id)
-        except _TooLarge as exc:
-            if not started:
-                await _json(413, {"detail": exc.detail, "request_id": rid})(scope, receive, send_with_id)
-            status = 413
-        except Exception:
-            log.exception("request %s %s failed", rid, path)  # the traceback goes to the server log only
-            if not started:
-                await _json(500, {"detail": "internal server error", "request_id": rid})(scope, receive, send_with_id)
-            status = 500
-        finally:
-            if counted:
-                self.inflight[path] -= 1
-            endpoint = path if path in ENDPOINTS else ("/static" if path.startswith("/static/") else "other")
-            self.metrics.observe(endpoint, state.get("mode", "none"), status, time.perf_counter() - t0)
-
-
 def _readable(exc: RequestValidationError) -> tuple[str, list[dict]]:
     problems = []
     for err in exc.errors():
@@ -205,11 +94,11 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         detail, problems = _readable(exc)
-        return _json(422, {"detail": detail, "errors": problems, "request_id": request.state.request_id})
+        return reply(422, {"detail": detail, "errors": problems, "request_id": request.state.request_id})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return _json(exc.status_code, {"detail": exc.detail, "request_id": request.state.request_id}, exc.headers)
+        return reply(exc.status_code, {"detail": exc.detail, "request_id": request.state.request_id}, exc.headers)
 
     def current(request: Request, mode: str | None = None) -> Served:
         served = holder.current
@@ -229,7 +118,7 @@ def create_app(
             raise HTTPException(422, f"mode {mode!r} is not served by {served.name} v{served.version}; "
                                      f"valid: {', '.join(served.modes)}")
         results, took = await request.app.state.runner.search(served, body.query, mode, body.top_k)
-        return _json(
+        return reply(
             200,
             {
                 "query": body.query,
@@ -252,7 +141,7 @@ def create_app(
         except RagopsError as exc:  # a configuration the operator can fix (e.g. the generator's key)
             raise HTTPException(503, f"cannot answer: {str(exc).splitlines()[0]}") from None
         took = (time.perf_counter() - t0) * 1000.0
-        return _json(200, {**answer.to_dict(), "model": model_ref(served), "took_ms": round(took, 3)})
+        return reply(200, {**answer.to_dict(), "model": model_ref(served), "took_ms": round(took, 3)})
 
     @app.post("/judge", response_model=JudgeResponse, status_code=201, summary="Record a relevance judgment")
     async def judge(body: JudgeRequest, request: Request) -> Response:  # type: ignore[valid-type]
@@ -268,7 +157,7 @@ def create_app(
         except (OSError, RagopsError) as exc:  # a full disk, a read-only folder: the operator's to fix
             log.error("judgment not recorded: %s", exc)
             raise HTTPException(503, f"the judgment was not recorded: {one_line(exc)}") from None
-        return _json(201, {"query_id": row["query_id"], "doc_id": body.doc_id, "relevant": body.relevant,
+        return reply(201, {"query_id": row["query_id"], "doc_id": body.doc_id, "relevant": body.relevant,
                            "judgments": total})
 
     @app.get("/health", response_model=Health, summary="Liveness, readiness and the served model (no auth)")
@@ -290,7 +179,7 @@ def create_app(
             "auth": token is not None,
             "judgments": cfg.judgments_path is not None,
         }
-        return _json(200 if served else 503, body)
+        return reply(200 if served else 503, body)
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus() -> Response:

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from ragops.serving.config import ServeConfig
+from ragops.serving.holder import ModelHolder, champion_uri, registry_holder
 from ragops.serving.metrics import Metrics
-from ragops.serving.model import ModelHolder, ModelSource, champion_uri, load_local, registry_holder
+from ragops.serving.model import ModelSource, load_local
 
 log = logging.getLogger("ragops.serve")
 
