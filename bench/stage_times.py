@@ -76,7 +76,7 @@ def change_one_percent(root: Path) -> int:
     with gzip.open(dst / "corpus.jsonl.gz", "wt") as f:
         f.write("\n".join(lines) + "\n")
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["data"]["dataset"] = "data/raw/scifact_edit"
+    params["data"]["source"] = "data/raw/scifact_edit"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return n
 

@@ -198,11 +198,11 @@ def stage_params(tmp_path: Path, dataset: Path, max_docs: int = 0) -> dict:
     out = tmp_path / "out"
     return {
         "seed": 42,
-        "data": {"dataset": str(dataset)},
+        "data": {"source": str(dataset), "judgments": str(tmp_path / "judgments")},
         "prepare": {"dev_fraction": 0.2, "max_docs": max_docs},
-        "paths": {k: str(out / f) for k, f in [("docs", "docs.parquet"), ("queries", "queries.parquet"),
-                                               ("qrels", "qrels.parquet"), ("prepare_stats", "stats.json"),
-                                               ("claims", "claims")]},
+        "paths": {"corpus": str(dataset)} | {k: str(out / f) for k, f in [
+            ("docs", "docs.parquet"), ("queries", "queries.parquet"), ("qrels", "qrels.parquet"),
+            ("prepare_stats", "stats.json"), ("claims", "claims")]},
         "grounding": {"train_file": "claims_train.csv", "eval_file": "claims_dev.csv",
                       "sentences_file": "corpus_sentences.jsonl.gz"},
     }
@@ -232,7 +232,8 @@ def test_prepare_stage_writes_outputs(tmp_path: Path) -> None:
     assert list(pd.read_parquet(paths["docs"]).columns) == ["doc_id", "title", "text"]
     assert list(pd.read_parquet(paths["queries"]).columns) == ["query_id", "text"]
     qrels = pd.read_parquet(paths["qrels"])
-    assert list(qrels.columns) == ["query_id", "doc_id", "score", "split"] and qrels["score"].dtype == "int64"
+    assert list(qrels.columns) == ["query_id", "doc_id", "score", "split", "source"] and qrels["score"].dtype == "int64"
+    assert set(qrels["source"]) == {"gold"}
     stats = json.loads(Path(paths["prepare_stats"]).read_text())
     assert stats["docs"] == 3 and stats["queries"] == 3 and stats["seed"] == 42 and len(stats["inputs"]) == 4
 
@@ -242,12 +243,13 @@ def test_prepare_stage_writes_nothing_when_validation_fails(tmp_path: Path) -> N
     params = stage_params(tmp_path, bad)
     out = tmp_path / "out"
     out.mkdir()
-    for path in params["paths"].values():
+    outputs = [p for k, p in params["paths"].items() if k != "corpus"]
+    for path in outputs:
         Path(path).write_text("previous good version")
     with pytest.raises(DataError, match=r"qrels/test.tsv:2: corpus-id 'missing-doc'"):
         prepare_stage.main(params)
-    assert sorted(p.name for p in out.iterdir()) == sorted(Path(p).name for p in params["paths"].values())
-    assert all(Path(p).read_text() == "previous good version" for p in params["paths"].values())
+    assert sorted(p.name for p in out.iterdir()) == sorted(Path(p).name for p in outputs)
+    assert all(Path(p).read_text() == "previous good version" for p in outputs)
 
 
 @pytest.fixture(scope="module")

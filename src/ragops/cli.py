@@ -17,7 +17,11 @@ from rich.table import Table
 
 from ragops.cli_ask import ask_command
 from ragops.cli_gate import gate_command
+from ragops.cli_ingest import ingest_command
+from ragops.cli_judge import judge_command
 from ragops.cli_registry import model_hits, models_command, promote_command
+from ragops.cli_silver import generate_questions_command
+from ragops.cli_tune import tune_fusion_command, tune_training_command
 from ragops.errors import DEBUG_ENV, RagopsError, debug_enabled, one_line
 
 app = typer.Typer(
@@ -75,14 +79,26 @@ def data_fetch(
     name: Annotated[str, typer.Option(help="data set folder inside the mirror")] = "scifact",
     dest: Annotated[Path | None, typer.Option(help="where to place it (default data/raw/<name>)")] = None,
     verify_dvc: Annotated[bool, typer.Option(help="check the placed files against the committed .dvc pointer")] = True,
+    archive: Annotated[str | None, typer.Option(
+        help="instead of the mirror: BEIR's published zip (or a .tar.gz), an http/https/file URL or a path, "
+        "checked by content against data/<name>.content.sha256")] = None,
 ) -> None:
-    """Copy a data set from a mirror folder, verify every sha256, place it atomically under data/raw/."""
+    """Copy a data set from a mirror folder (or --archive), verify every sha256, place it atomically under data/raw/."""
     from ragops.data.fetch import place_dataset, verify_with_dvc
 
     dest = dest or Path("data/raw") / name
-    placed = place_dataset(mirror, name, dest)
-    console.print(f"{dest}: {len(placed)} files placed and verified against {mirror / 'SHA256SUMS'}"
-                  if placed else f"{dest}: already in place, hashes verified")
+    if archive:
+        from ragops.data.archive import place_from_archive
+
+        sums = Path("data") / f"{name}.content.sha256"
+        result = place_from_archive(archive, name, dest, sums)
+        for line in result.report(dest, sums):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+        verify_dvc = verify_dvc and result.mirror_identical
+    else:
+        placed = place_dataset(mirror, name, dest)
+        console.print(f"{dest}: {len(placed)} files placed and verified against {mirror / 'SHA256SUMS'}"
+                      if placed else f"{dest}: already in place, hashes verified")
     pointer = dest.with_name(dest.name + ".dvc")
     if verify_dvc and pointer.exists():
         verify_with_dvc(Path.cwd(), pointer)
@@ -152,66 +168,6 @@ def local_default_mode(params: dict) -> str:
 
     mode = str(params.get("serve", {}).get("mode", "hybrid"))
     return mode if mode in MODES else "hybrid"
-
-
-@app.command("tune-fusion")
-@friendly
-def tune_fusion(
-    split: Annotated[str, typer.Option(help="split to tune on (never test)")] = "dev",
-    metric: Annotated[str, typer.Option(help="metric to maximize")] = "ndcg@10",
-    write: Annotated[bool, typer.Option(help="write the best setting into params.yaml")] = False,
-    params_file: ParamsOpt = Path("params.yaml"),
-) -> None:
-    """Grid-search fusion (convex alpha x norm, rrf k) on the dev split; print the table."""
-    from ragops.config import load_params
-    from ragops.tuning import tune_fusion_on_split, write_fusion_params
-
-    if split == "test":
-        raise RagopsError("refusing to tune on the test split: tune on dev, report on test")
-    params = load_params(params_file)
-    results = tune_fusion_on_split(params, split, metric)
-    table = Table(title=f"fusion on {split} ({metric})")
-    cols = ("method", "norm", "alpha", "rrf_k", "prf_docs", "prf_beta")
-    for col in (*cols, metric):
-        table.add_column(col)
-    for r in results[:15]:
-        table.add_row(*(str(r[c]) for c in cols), f"{r[metric]:.4f}")
-    console.print(table)
-    best = results[0]
-    console.print(f"best: {best}")
-    if write:
-        write_fusion_params(params_file, best, f"ragops tune-fusion --split {split} --metric {metric} --write")
-        console.print(f"written to {params_file}")
-
-
-@app.command("tune-training")
-@friendly
-def tune_training(
-    split: Annotated[str, typer.Option(help="split to tune on (never test)")] = "dev",
-    metric: Annotated[str, typer.Option(help="metric to maximize")] = "ndcg@10",
-    budget_tokens: Annotated[int | None, typer.Option(help="rerank n x max_length limit (default: train.tune)")] = None,
-    write: Annotated[bool, typer.Option(help="write the best settings into params.yaml")] = False,
-    params_file: ParamsOpt = Path("params.yaml"),
-) -> None:
-    """Tune fusion_ft and rerank (n, max_length, weight) on dev; each trial a nested MLflow run."""
-    from ragops.config import load_params
-    from ragops.training.tune import mlflow_logger, tune_trained, write_block
-
-    params = load_params(params_file)
-    budget_tokens = budget_tokens or int(params["train"].get("tune", {}).get("budget_tokens", 1280))
-    parent, log_run = mlflow_logger(params, f"tune-training {split} {metric}")
-    with parent():
-        res = tune_trained(params, split, metric, budget_tokens, log_run)
-    console.print(f"fusion_ft: {res['fusion_ft']} -> {res['fusion_ft_score']:.4f}")
-    if "rerank" in res:
-        gain = f"{res['rerank_gain']:+.4f} over hybrid_ft; whether reranking is served is registry.mode's choice"
-        console.print(f"rerank: {res['rerank']} -> {res['rerank_score']:.4f} ({gain})")
-    if write:
-        cmd = f"ragops tune-training --split {split} --metric {metric} --budget-tokens {budget_tokens} --write"
-        write_block(params_file, "fusion_ft", res["fusion_ft"], cmd)
-        if "rerank" in res:
-            write_block(params_file, "rerank", res["rerank"], cmd)
-        console.print(f"written to {params_file}")
 
 
 def _flows_module(name: str):
@@ -303,9 +259,14 @@ def serve(
 
 
 app.command("gate")(friendly(gate_command))
+app.command("ingest")(friendly(ingest_command))
+app.command("tune-fusion")(friendly(tune_fusion_command))
+app.command("tune-training")(friendly(tune_training_command))
 app.command("ask")(friendly(ask_command))
 app.command("models")(friendly(models_command))
 app.command("promote")(friendly(promote_command))
+app.command("generate-questions")(friendly(generate_questions_command))
+app.command("judge")(friendly(judge_command))
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -30,10 +30,19 @@ class Section(BaseModel):
 
 
 class Data(Section):
-    dataset: str
+    source: str       # a BEIR folder or a folder of documents (the ingest stage tells them apart)
+    judgments: str    # a folder of judgment files (*.jsonl: the page's and `ragops judge`'s, generated ones)
+
+
+class Ingest(Section):
+    workers: Pos
+    timeout_s: Annotated[float, Field(gt=0)]
+    max_mb: Annotated[float, Field(gt=0)]
+    strict: bool
 
 
 class Paths(Section):
+    corpus: str
     docs: str
     queries: str
     qrels: str
@@ -308,6 +317,7 @@ class Params(Section):
     seed: int
     data: Data
     paths: Paths
+    ingest: Ingest
     prepare: Prepare
     embed: Embed
     chunk: Chunk
@@ -338,13 +348,19 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return model
 
 
+# keys that moved: an old params.yaml gets the new name, not a guess
+RENAMED = {"data.dataset": "data.source"}
+
+
 def describe(exc: ValidationError, source: str) -> list[str]:
     """One readable line per problem: ``params.yaml: fusion.alpha: ... (got 2)``."""
     lines = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
         key = ".".join(str(p) for p in loc) or "(top level)"
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden" and key in RENAMED:
+            lines.append(f"{source}: '{key}' was renamed to '{RENAMED[key]}'")
+        elif err["type"] == "extra_forbidden":
             model = _model_at(loc)
             names = list(model.model_fields) if model else []
             close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)

@@ -95,7 +95,7 @@ def test_search_cli_on_the_built_index(built_project: Path) -> None:
 
 
 def test_another_beir_folder_without_train_data(mirror_root: Path, tmp_path: Path, embedding_cache: Path) -> None:
-    """`dvc exp run -S data.dataset=<folder>` runs the DAG on another corpus with only test qrels (in a
+    """`dvc exp run -S data.source=<folder>` runs the DAG on another corpus with only test qrels (in a
     project copy of its own: an experiment's results land in the workspace, and the shared build stays as
     the other tests read it)."""
     built_project = copy_project(tmp_path / "project", embedding_cache)
@@ -112,9 +112,10 @@ def test_another_beir_folder_without_train_data(mirror_root: Path, tmp_path: Pat
     with open(src / "queries.jsonl") as f, open(folder / "queries.jsonl", "w") as out:
         out.writelines(line for line in f if json.loads(line)["_id"] in set(qrels["query-id"]))
     qrels.to_csv(folder / "qrels/test.tsv", sep="\t", index=False)
-    run(["dvc", "exp", "run", "-S", f"data.dataset={folder}", "-S", "prepare.max_docs=0"], built_project)
+    run(["dvc", "exp", "run", "-S", f"data.source={folder}", "-S", "prepare.max_docs=0"], built_project)
     metrics = json.loads((built_project / "reports/metrics.json").read_text())
-    assert set(metrics) - {"rag"} == {"test"}  # no train data: no dev split, nothing fails (no labelled claims:
+    assert set(metrics) - {"rag"} == {"test", "judgments"}
+    assert metrics["judgments"] == {"test": "gold"}  # no train data: no dev split, nothing fails (no labelled claims:
     assert "grounding" not in metrics  # no grounding benchmark; rag answers with the embedding scorer)
     assert metrics["test"]["hybrid"]["ndcg@10"] > 0.5
     # Training stages skip (a marker each): the build carries, evaluates and would serve the base modes only.
