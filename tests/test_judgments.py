@@ -38,9 +38,10 @@ def test_query_id_is_the_normalised_text_hash() -> None:
     assert qid == "j-" + hashlib.sha1(b"does vitamin d prevent fractures?").hexdigest()[:12]
     assert qid != judgments.query_id("does vitamin d prevent fracture?")
     assert judgments.query_id("x", prefix="s").startswith("s-")
-    from ragops.silver import query_id as silver_id  # the generator's ids are the same function's
+    from ragops.silver import silver_row  # the generator's ids are the same function's, prefix "s"
 
-    assert silver_id("Does vitamin D prevent fractures?", prefix="s") == "s" + qid[1:]
+    row = silver_row("Does vitamin D prevent fractures?", "doc", "offline", "2025-01-01T00:00:00+00:00")
+    assert row["query_id"] == "s" + qid[1:]
 
 
 def test_missing_file_reads_as_an_empty_frame(tmp_path: Path) -> None:
