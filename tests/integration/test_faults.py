@@ -134,7 +134,7 @@ def test_bad_data_keeps_every_output(project: Path, corrupt, expected: str) -> N
         assert proc.returncode != 0
         assert re.search(expected, error_line(proc)), error_line(proc)
         assert snapshot(project) == before  # nothing lost, nothing half-written
-        assert "prepare:" in status(project)  # the truth: the data changed and prepare has not run on it
+        assert "ingest:" in status(project)  # the truth: the data changed and ingest has not run on it
     finally:
         replace_file(path, original)
     assert "Running stage" not in run(["dvc", "repro"], project).stdout  # back to the last good state

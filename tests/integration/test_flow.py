@@ -39,7 +39,7 @@ RETRAIN_CRON = "0 1 29 2 *"  # the deployment's second schedule (retrain: true),
 # Every stage of dvc.yaml but the registry step (asserted separately): the flow must follow the DAG as it grows.
 STAGES = [s for s in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"] if s != "register"]
 # Orders the DAG imposes (the flow may interleave independent stages differently from dvc.yaml).
-CHAINS = [("prepare", "chunk", "embed", "index_dense", "evaluate"), ("index_bm25", "evaluate"),
+CHAINS = [("ingest", "prepare", "chunk", "embed", "index_dense", "evaluate"), ("index_bm25", "evaluate"),
           ("train_embedder", "embed_ft", "index_dense_ft", "evaluate"), ("grounding", "rag", "evaluate")]
 
 
@@ -326,9 +326,10 @@ def test_a_failing_stage_fails_the_flow_with_its_message(prefect: Prefect, proje
     assert proc.returncode == 2 and where in proc.stderr, proc.stdout[-3000:] + proc.stderr[-3000:]
     run_id = prefect.latest_records_run()
     state = prefect.wait(run_id, 60).state
-    assert state.is_failed() and f"stage 'prepare' failed: {where}" in state.message
+    # the first stage reads the raw files: ingest checks a BEIR folder line by line before anything is copied
+    assert STAGES[0] == "ingest" and state.is_failed() and f"stage 'ingest' failed: {where}" in state.message
     records = prefect.records(run_id)
-    assert records["prepare"]["outcome"] == "failed" and records["prepare"]["message"].startswith(where)
+    assert records["ingest"]["outcome"] == "failed" and records["ingest"]["message"].startswith(where)
     assert all(records[s]["outcome"] == "not_run" for s in STAGES[1:])
     assert "dvc push" not in records  # nothing is published from a failed run
 
