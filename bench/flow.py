@@ -20,17 +20,16 @@ import json
 import os
 import resource
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import yaml
 from _common import REPO, machine, machine_line, python_env, write_result, write_section
+
+from ragops.harness import Service, free_port, start
 
 FILES = ["dvc.yaml", "params.yaml", "src", "flows", ".dvc/config", ".dvc/.gitignore", ".dvcignore",
          "data/raw/scifact.dvc", "data/raw/.gitignore"]
@@ -95,23 +94,14 @@ def stage_seconds(output: str) -> dict[str, float]:
     return out
 
 
-def start_server(home: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
-                            env=env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+def start_server(home: Path) -> tuple[Service, str]:
+    """A Prefect server of its own on loopback, ready when /api/health says true (the tests' harness)."""
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    for _ in range(360):
-        try:
-            with urllib.request.urlopen(f"{api}/health", timeout=2) as r:
-                if r.read().strip() == b"true":
-                    return proc, api
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("prefect server did not become healthy")
+    server = start(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"], home,
+                   env(home), home / "prefect-server.log", f"{api}/health", lambda r: r.json() is True,
+                   "prefect server", timeout=180)
+    return server, api
 
 
 def main() -> None:
@@ -156,11 +146,7 @@ def main() -> None:
             write_section("flow", render(result))
     finally:
         if server is not None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
+            server.stop(timeout=30)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -20,8 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 from _common import REPO, machine, machine_line, point_at_build, python_env, write_result, write_section
+
+from ragops.harness import Service, free_port, start
 
 MODEL = "ragops-retriever"
 LOCAL = r"""
@@ -46,36 +46,18 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def result_line(out: str) -> dict:
     return json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[len("RESULT "):])
 
 
-def serve(root: Path) -> tuple[subprocess.Popen, str]:
-    import httpx
-
+def serve(root: Path) -> tuple[Service, str]:
+    """`mlflow models serve` of the champion, ready when /ping answers (the tests' harness)."""
     port = free_port()
     env = {**python_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
     cmd = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@champion",
            "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    log = open(root / "serve.log", "w")  # noqa: SIM115 - the process owns it until it ends
-    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"mlflow models serve did not start:\n{(root / 'serve.log').read_text()[-3000:]}")
-        time.sleep(0.5)
+    return start(cmd, root, env, root / "serve.log", f"{url}/ping", what="mlflow models serve", timeout=300), url
 
 
 def main() -> None:
@@ -138,8 +120,7 @@ def main() -> None:
         print(json.dumps(result, indent=2))
     finally:
         if proc is not None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=60)
+            proc.stop(timeout=60)
         shutil.rmtree(root, ignore_errors=True)
 
 

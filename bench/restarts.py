@@ -66,8 +66,7 @@ def main() -> None:
                            "bytes_left": size, "library_entries": lib_files, "library_bytes": lib_size})
             print(i + 1, rounds[-1], flush=True)
         proc, _ = one_server(root, port, queries[0])
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        proc.stop(signal.SIGKILL)
         killed_files, killed_bytes = left(tmp)
         proc, _ = one_server(root, port, queries[1])
         during_files, during_bytes = left(tmp)  # only the running server's own version

@@ -28,8 +28,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +38,8 @@ from pathlib import Path
 import httpx
 import yaml
 from _common import REPO, machine, machine_line, point_at_build, python_env, write_result, write_section
+
+from ragops.harness import Service, free_port, health_ready, start
 
 MODEL = "ragops-retriever"
 
@@ -135,42 +135,14 @@ def setup(root: Path, project: Path, port: int) -> list[str]:
     return queries.sort_values("query_id")["text"].tolist()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def start_server(root: Path, port: int) -> Service:
+    """`ragops serve` of the champion on ``port``, ready when /health says so (the tests' harness)."""
+    return start(["ragops", "serve", "--model", f"models:/{MODEL}@champion", "--port", str(port)], root, env(),
+                 root / "server.log", f"http://127.0.0.1:{port}/health", health_ready, "ragops serve", timeout=180)
 
 
-def start_server(root: Path, port: int) -> subprocess.Popen:
-    log = open(root / "server.log", "w")  # noqa: SIM115 - the process writes it until it stops
-    proc = subprocess.Popen(
-        ["ragops", "serve", "--model", f"models:/{MODEL}@champion", "--port", str(port)],
-        cwd=root,
-        env=env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json().get("ready"):
-                return proc
-        except (httpx.HTTPError, ValueError):
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.5)
-    raise SystemExit(f"the server did not start:\n{(root / 'server.log').read_text()[-4000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+def stop(server: Service) -> None:
+    server.stop(timeout=30)
 
 
 def client(

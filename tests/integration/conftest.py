@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -85,37 +80,3 @@ def built_project(tmp_path_factory: pytest.TempPathFactory, mirror_root: Path, e
     return root
 
 
-@contextlib.contextmanager
-def background(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path, ready_url: str,
-               ready=lambda r: r.status_code == 200, what: str = "server", timeout: float = 240) -> Iterator[str]:
-    """Start ``cmd`` in its own process group, wait until GET ``ready_url`` satisfies ``ready``, yield the
-    URL; stop the whole group afterwards (SIGTERM, then SIGKILL)."""
-    import httpx
-
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    if ready(httpx.get(ready_url, timeout=2)):
-                        break
-                except httpx.HTTPError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"{what} did not start:\n{log_path.read_text()[-4000:]}")
-                time.sleep(0.5)
-            yield ready_url.rsplit("/", 1)[0]
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

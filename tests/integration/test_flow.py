@@ -17,18 +17,17 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pandas as pd
-import psutil
 import pytest
 import yaml
+
+from ragops.harness import Service, free_port, wait_for
 
 from .conftest import REPO, copy_project, run
 
@@ -41,68 +40,6 @@ STAGES = [s for s in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"] i
 # Orders the DAG imposes (the flow may interleave independent stages differently from dvc.yaml).
 CHAINS = [("ingest", "prepare", "chunk", "embed", "index_dense", "evaluate"), ("index_bm25", "evaluate"),
           ("train_embedder", "embed_ft", "index_dense_ft", "evaluate"), ("grounding", "rag", "evaluate")]
-
-
-class Service:
-    """A process started in its own session; ``stop`` ends it gracefully, then kills what is left."""
-
-    def __init__(self, cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self._out = open(log, "w")  # closed in stop()
-        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=self._out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int | None:
-        """Signal the process, wait for it, then SIGKILL its process group and any descendant left."""
-        try:
-            family = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            family = []
-        if self.alive():
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        for child in family:
-            try:
-                child.kill()
-            except psutil.NoSuchProcess:
-                pass
-        self._out.close()
-        return self.proc.returncode
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(check, timeout: float, what: str, service: Service | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if service is not None and not service.alive():
-            raise AssertionError(f"{what}: the process exited ({service.proc.returncode}):\n{service.tail()}")
-        try:
-            value = check()
-        except httpx.HTTPError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f":\n{service.tail()}" if service else ""))
 
 
 class Prefect:

@@ -25,7 +25,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from .conftest import background, copy_project, free_port, run
+from ragops.harness import background, free_port
+
+from .conftest import copy_project, run
 
 pytestmark = pytest.mark.integration
 MODEL = "ragops-retriever"

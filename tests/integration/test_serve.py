@@ -8,9 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -20,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+
+from ragops.harness import free_port, health_ready, start
 
 from .conftest import run
 
@@ -49,12 +48,6 @@ QUERIES = [
     "statins reduce cardiovascular risk",
     "gene expression in cancer cells",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve_params(built: Path, dest: Path, **sections) -> Path:
@@ -88,36 +81,14 @@ class Server:
             "TRANSFORMERS_OFFLINE": "1",
             **(env or {}),
         }
-        self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
+        self.service = start(
             [str(Path(sys.executable).parent / "ragops"), "serve", "--port", str(self.port), *args],
-            cwd=cwd,
-            env=full_env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            cwd, full_env, self.log_path, f"{self.url}/health", health_ready, "ragops serve", timeout=180,
         )
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).json().get("ready"):
-                    return
-            except (httpx.HTTPError, ValueError):
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"ragops serve did not start:\n{self.log_path.read_text()[-4000:]}")
-            time.sleep(0.3)
+        self.proc = self.service.proc
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
-        self.log.close()
+        self.service.stop(timeout=30)
 
 
 @pytest.fixture(scope="module")

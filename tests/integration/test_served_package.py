@@ -22,7 +22,9 @@ import httpx
 import pytest
 import yaml
 
-from .conftest import background, free_port, run
+from ragops.harness import background, free_port
+
+from .conftest import run
 
 pytestmark = pytest.mark.integration
 MODEL = "ragops-retriever"
