@@ -263,9 +263,7 @@ def test_kill_9_of_the_server_leaves_nothing_after_the_next_start(project: Path,
     try:
         assert httpx.post(f"{first.url}/search", json={"query": "vitamin D"}, timeout=30).status_code == 200
     finally:
-        os.killpg(first.proc.pid, signal.SIGKILL)
-        first.proc.wait(timeout=30)
-        first.log.close()
+        first.service.stop(signal.SIGKILL, timeout=30)  # the process (and its group) get no chance to clean up
     assert [p for p in tmp.iterdir() if p.name.startswith("ragops-serve-")]  # SIGKILL runs no cleanup
     second = Server(project, args, {"TMPDIR": str(tmp)})
     try:
