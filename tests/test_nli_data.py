@@ -16,6 +16,7 @@ from ragops.answer.nli_data import (
     SOURCES,
     Pair,
     claim_group,
+    cv_groups,
     load_all,
     load_source,
     normalise_claim,
@@ -60,6 +61,33 @@ def test_text_is_never_empty_and_groups_follow_claims(nli_pairs):
     # the same COVID-Fact claim in the jsonl and in the RTE files is one group (no leak across folds)
     shared = {p.group for p in nli_pairs["covidfact"]} & {p.group for p in nli_pairs["covidfact_rte"]}
     assert len(shared) > 3000
+
+
+def test_fold_groups_join_claims_that_share_evidence(nli_pairs):
+    """A refuted COVID-Fact claim is a rewrite of a true one over the same evidence: one fold group."""
+    pairs = nli_pairs["covidfact"]
+    groups = cv_groups(pairs)
+    by_claim = {p.group for p in pairs}
+    assert len(set(groups)) < len(by_claim)  # some claims were joined through their evidence
+    evidence_group: dict[str, str] = {}
+    for p, g in zip(pairs, groups, strict=True):
+        assert evidence_group.setdefault(normalise_claim(p.evidence), g) == g  # one evidence, one group
+    joined = Counter(groups)
+    mixed = [g for g in joined if {p.label for p, h in zip(pairs, groups, strict=True) if h == g} == {
+        "support", "contradict"}]
+    assert mixed  # a true claim and its refuted rewrite now share a fold
+
+
+def test_fold_groups_by_hand():
+    def pair(claim: str, evidence: str, family: str = "covidfact") -> Pair:
+        return Pair(evidence, claim, "support", family, "all", claim_group(family, claim))
+
+    pairs = [pair("Masks cut spread", "E1"), pair("Masks raise spread", "e1."), pair("Masks cut spread", "E2"),
+             pair("Vitamin D helps", "E3"), pair("Other claim", "E1", family="fever")]
+    g = cv_groups(pairs)
+    assert g[0] == g[1] == g[2]  # shared evidence (normalised), then a shared claim
+    assert len({g[0], g[3], g[4]}) == 3  # other evidence; the same text in another family stays apart
+    assert cv_groups([]) == []
 
 
 def test_no_claim_is_a_scifact_claim(nli_pairs, mirror: Path):
