@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragops.data.beir import iter_lines, sha256_file
+from ragops.data.beir import json_objects, sha256_file
 from ragops.data.fetch import SUMS, read_sums
 from ragops.errors import ConfigError, DataError, unknown_name
 
@@ -183,13 +182,7 @@ def _healthver(path: Path, split: str) -> list[Pair]:
 
 def _covidfact(path: Path, split: str) -> list[Pair]:
     pairs: list[Pair] = []
-    for lineno, line in iter_lines(path):
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(path, f"malformed JSON: {exc.msg} (column {exc.colno})", lineno) from exc
-        if not isinstance(obj, dict):
-            raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", lineno)
+    for lineno, obj in json_objects(path):
         sentences = obj.get("evidence")
         if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
             raise DataError(path, "'evidence' must be a list of sentences (strings)", lineno)

@@ -93,13 +93,9 @@ def _record_id(obj: dict[str, Any], path: Path, lineno: int) -> str:
     return rid
 
 
-def _read_records(path: Path, with_title: bool) -> dict[str, list[str]]:
-    """Parse a BEIR jsonl file into columns ``ids``, ``texts`` (and ``titles``), checking every line."""
-    ids: list[str] = []
-    texts: list[str] = []
-    titles: list[str] = []
-    sections: list[str] = []
-    first_line: dict[str, int] = {}
+def json_objects(path: Path) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, object)`` for each non-blank line of a JSON-lines file (see :func:`iter_lines`);
+    a line that is not JSON, or not a JSON object, is a :class:`DataError` naming the file and line."""
     for lineno, line in iter_lines(path):
         try:
             obj = json.loads(line)
@@ -107,6 +103,17 @@ def _read_records(path: Path, with_title: bool) -> dict[str, list[str]]:
             raise DataError(path, f"malformed JSON: {exc.msg} (column {exc.colno})", lineno) from exc
         if not isinstance(obj, dict):
             raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", lineno)
+        yield lineno, obj
+
+
+def _read_records(path: Path, with_title: bool) -> dict[str, list[str]]:
+    """Parse a BEIR jsonl file into columns ``ids``, ``texts`` (and ``titles``), checking every line."""
+    ids: list[str] = []
+    texts: list[str] = []
+    titles: list[str] = []
+    sections: list[str] = []
+    first_line: dict[str, int] = {}
+    for lineno, obj in json_objects(path):
         rid = _record_id(obj, path, lineno)
         if rid in first_line:
             raise DataError(path, f"duplicate _id {rid!r} (first on line {first_line[rid]})", lineno)
