@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ragops.answer.grounding_data import read_pairs, read_sentences
+from ragops.answer.grounding_fit import fit_logistic, group_folds, memo_encode, pair_docs, training_rows
 from ragops.answer.grounding_metrics import auroc
-from ragops.answer.grounding_train import fit_logistic, group_folds, memo_encode, pair_docs, training_rows
 from ragops.answer.scorers import FEATURES, trained_features
 from ragops.answer.text import decrease_count, negation_count
 from ragops.embedding import Encoder

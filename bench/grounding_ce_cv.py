@@ -35,8 +35,9 @@ from ragops.answer.cross_encoder import (
     training_examples,
 )
 from ragops.answer.grounding_data import read_pairs, read_sentences, read_titles
+from ragops.answer.grounding_fit import fit_logistic, group_folds, memo_encode, pair_docs, training_rows
 from ragops.answer.grounding_metrics import auroc
-from ragops.answer.grounding_train import ce_feats, fit_logistic, group_folds, memo_encode, pair_docs, training_rows
+from ragops.answer.grounding_train import ce_feats
 from ragops.answer.negate import negate
 from ragops.answer.scorers import rank_sentences, stack_inputs, trained_features
 

@@ -16,8 +16,9 @@ import numpy as np
 
 from ragops.answer.cross_encoder import CE_FEATURES, CrossEncoderConfig, train_cross_encoder, training_examples
 from ragops.answer.grounding_data import read_pairs, read_sentences
+from ragops.answer.grounding_fit import fit_logistic, group_folds, memo_encode, pair_docs, training_rows
 from ragops.answer.grounding_metrics import auroc
-from ragops.answer.grounding_train import ce_feats, fit_logistic, group_folds, memo_encode, pair_docs, training_rows
+from ragops.answer.grounding_train import ce_feats
 from ragops.answer.scorers import rank_sentences, stack_inputs, trained_features
 from ragops.embedding import Encoder
 from ragops.models import resolve_model

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from ragops.answer.grounding_fit import pair_docs, training_rows
 from ragops.answer.grounding_metrics import grounding_report
-from ragops.answer.grounding_train import TrainConfig, fit_and_evaluate, pair_docs, training_rows
+from ragops.answer.grounding_train import TrainConfig, fit_and_evaluate
 from ragops.answer.scorers import SCORERS_FILE, load_scorer
 from ragops.io import write_json
 from tests.conftest import claims_sample

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ragops.answer.text import negation_count
+
 
 def auroc(scores: Sequence[float], positive: Sequence[bool]) -> float:
     """Area under the ROC curve (ties count one half); NaN when a class is missing."""
@@ -49,3 +51,14 @@ def grounding_report(scores: Sequence[float], labels: Sequence[str], threshold: 
         "threshold": round(float(threshold), 4),
         "n": int(len(s)),
     }
+
+
+def negation_table(pairs: Sequence, labels: Sequence[str]) -> dict[str, float]:
+    """Share of claims with a negation cue, per label: the annotation artifact a scorer may lean on."""
+    out = {}
+    for lab in ("SUPPORT", "CONTRADICT", "NEI"):
+        sel = [p for p, lb in zip(pairs, labels, strict=True) if lb == lab]
+        out[f"negated_share_{lab.lower()}"] = (
+            round(sum(negation_count(p.claim) > 0 for p in sel) / len(sel), 4) if sel else 0.0
+        )
+    return out

@@ -29,8 +29,8 @@ from ragops.answer.cross_encoder import (
     training_examples,
 )
 from ragops.answer.grounding_data import Pair
-from ragops.answer.grounding_metrics import auroc, best_threshold, grounding_report
-from ragops.answer.negate import negate
+from ragops.answer.grounding_fit import claim_only, fit_logistic, group_folds, memo_encode, pair_docs, training_rows
+from ragops.answer.grounding_metrics import auroc, best_threshold, grounding_report, negation_table
 from ragops.answer.scorers import (
     FEATURES,
     LEXICAL_BASELINE_THRESHOLD,
@@ -43,7 +43,6 @@ from ragops.answer.scorers import (
     stack_inputs,
     trained_features,
 )
-from ragops.answer.text import decrease_count, negation_count
 
 log = logging.getLogger("ragops.grounding")
 
@@ -56,45 +55,6 @@ class TrainConfig:
     seed: int = 42
     # The cross-encoder (ragops.answer.cross_encoder), stacked on the logistic model; None = logistic only.
     cross_encoder: CrossEncoderConfig | None = None
-
-
-def pair_docs(pair: Pair, sentences: dict[str, list[str]]) -> list[list[str]]:
-    """The documents a pair's claim is judged against: its one cited document, as sentences."""
-    return [sentences.get(pair.doc_id, [])]
-
-
-def group_folds(groups: Sequence[str], k: int, seed: int) -> np.ndarray:
-    """Fold of each row, by group (all pairs of a claim, and their negations, in one fold)."""
-    names = sorted(set(groups))
-    random.Random(seed).shuffle(names)
-    fold_of = {g: i % k for i, g in enumerate(names)}
-    return np.asarray([fold_of[g] for g in groups])
-
-
-def fit_logistic(x: np.ndarray, y: np.ndarray, c: float, seed: int) -> LogisticModel:
-    from sklearn.linear_model import LogisticRegression
-
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale = np.where(scale > 1e-9, scale, 1.0)
-    lr = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit((x - mean) / scale, y)
-    return LogisticModel(mean, scale, lr.coef_[0].copy(), float(lr.intercept_[0]))
-
-
-def training_rows(pairs: Sequence[Pair], augment: bool) -> tuple[list[str], list[Pair], np.ndarray, np.ndarray]:
-    """(claims, their pairs, SUPPORT labels, is-synthetic) with, when ``augment``, each labelled claim's
-    negation carrying the opposite label: the negation of a supported claim is contradicted and vice versa."""
-    claims, owners, y, synthetic = [], [], [], []
-    for p in pairs:
-        claims.append(p.claim)
-        owners.append(p)
-        y.append(p.label == "SUPPORT")
-        synthetic.append(False)
-        if augment and p.label in ("SUPPORT", "CONTRADICT"):
-            claims.append(negate(p.claim))
-            owners.append(p)
-            y.append(p.label == "CONTRADICT")
-            synthetic.append(True)
-    return claims, owners, np.asarray(y), np.asarray(synthetic)
 
 
 def fit_trained(
@@ -283,42 +243,3 @@ def fit_and_evaluate(
     return saved, report
 
 
-def claim_only(
-    encode: EncodeFn, claims: Sequence[str], y: np.ndarray, test: Sequence[str], labels: Sequence[str], seed: int
-) -> dict[str, float]:
-    """Diagnostic, never a scorer: a logistic model over the claim alone (MiniLM vector, negation and
-    direction cues) on the same training rows, judged on the evaluation claims — how much of the label the
-    claim wording gives away without any evidence. C = 0.03: the best of bench/grounding_ablation.py
-    --claim-only on train."""
-
-    def feats(cs: Sequence[str]) -> np.ndarray:
-        cues = np.asarray([[negation_count(c) > 0, decrease_count(c) > 0] for c in cs], dtype=float)
-        return np.hstack([cues, encode(list(cs))])
-
-    model = fit_logistic(feats(claims), y, 0.03, seed)
-    threshold = best_threshold(model.predict(feats(claims)), y)
-    return grounding_report(model.predict(feats(test)), labels, threshold)
-
-
-def memo_encode(encode: EncodeFn) -> EncodeFn:
-    """``encode`` with a dict of the vectors already computed (one stage run: a few thousand texts)."""
-    memo: dict[str, np.ndarray] = {}
-
-    def cached(texts: list[str]) -> np.ndarray:
-        todo = sorted({t for t in texts if t not in memo})
-        if todo:
-            memo.update(zip(todo, encode(todo), strict=True))
-        return np.stack([memo[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
-
-    return cached
-
-
-def negation_table(pairs: Sequence[Pair], labels: Sequence[str]) -> dict[str, float]:
-    """Share of claims with a negation cue, per label: the annotation artifact a scorer may lean on."""
-    out = {}
-    for lab in ("SUPPORT", "CONTRADICT", "NEI"):
-        sel = [p for p, lb in zip(pairs, labels, strict=True) if lb == lab]
-        out[f"negated_share_{lab.lower()}"] = (
-            round(sum(negation_count(p.claim) > 0 for p in sel) / len(sel), 4) if sel else 0.0
-        )
-    return out
