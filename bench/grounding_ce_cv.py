@@ -27,10 +27,7 @@ import numpy as np
 
 from ragops.answer.cross_encoder import (
     CE_FEATURES,
-    CORPUS_SOURCES,
     CrossEncoderConfig,
-    corpus_claims,
-    pseudo_examples,
     train_cross_encoder,
     training_examples,
 )
@@ -39,6 +36,7 @@ from ragops.answer.grounding_fit import fit_logistic, group_folds, memo_encode, 
 from ragops.answer.grounding_metrics import auroc
 from ragops.answer.grounding_train import ce_feats
 from ragops.answer.negate import negate
+from ragops.answer.pseudo_claims import CORPUS_SOURCES, corpus_claims, pseudo_examples
 from ragops.answer.scorers import rank_sentences, stack_inputs, trained_features
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragops.answer.cross_encoder import CE_DIR, CrossEncoderConfig, corpus_claims, pseudo_examples, training_examples
+from ragops.answer.cross_encoder import CE_DIR, CrossEncoderConfig, training_examples
 from ragops.answer.grounding_data import LABELS, Pair, read_titles
 from ragops.answer.grounding_fit import pair_docs
 from ragops.answer.grounding_train import TrainConfig, fit_and_evaluate
+from ragops.answer.pseudo_claims import corpus_claims, pseudo_examples
 from ragops.answer.scorers import SCORERS_FILE, load_scorer
 from ragops.errors import ConfigError
 from ragops.io import write_json

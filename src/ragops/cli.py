@@ -22,7 +22,7 @@ from ragops.cli_judge import judge_command
 from ragops.cli_registry import model_hits, models_command, promote_command
 from ragops.cli_silver import generate_questions_command
 from ragops.cli_tune import tune_fusion_command, tune_training_command
-from ragops.errors import DEBUG_ENV, RagopsError, debug_enabled, one_line
+from ragops.errors import DEBUG_ENV, ConfigError, RagopsError, debug_enabled, one_line
 
 app = typer.Typer(
     help="ragops: a versioned, measured retrieval-augmented generation pipeline.\n\n"
@@ -76,14 +76,26 @@ def friendly(fn):
 @friendly
 def data_fetch(
     mirror: Annotated[Path, typer.Option(help="folder holding <name>/ and SHA256SUMS")] = Path("../shared/datasets"),
-    name: Annotated[str, typer.Option(help="data set folder inside the mirror")] = "scifact",
+    name: Annotated[list[str] | None, typer.Option(
+        help="data set folder inside the mirror, repeatable (default: scifact and nli, what DVC reads)")] = None,
     dest: Annotated[Path | None, typer.Option(help="where to place it (default data/raw/<name>)")] = None,
     verify_dvc: Annotated[bool, typer.Option(help="check the placed files against the committed .dvc pointer")] = True,
     archive: Annotated[str | None, typer.Option(
         help="instead of the mirror: BEIR's published zip (or a .tar.gz), an http/https/file URL or a path, "
         "checked by content against data/<name>.content.sha256")] = None,
 ) -> None:
-    """Copy a data set from a mirror folder (or --archive), verify every sha256, place it atomically under data/raw/."""
+    """Copy data sets from a mirror folder (or --archive), verify every sha256, place each under data/raw/."""
+    names = name or (["scifact"] if archive else list(DEFAULT_DATASETS))
+    if len(names) > 1 and (dest or archive):
+        raise ConfigError("--dest and --archive take one --name")
+    for one in names:
+        _fetch_one(mirror, one, dest, verify_dvc, archive)
+
+
+DEFAULT_DATASETS = ("scifact", "nli")  # the corpus and its judgments; the grounding pretraining's pairs
+
+
+def _fetch_one(mirror: Path, name: str, dest: Path | None, verify_dvc: bool, archive: str | None) -> None:
     from ragops.data.fetch import place_dataset, verify_with_dvc
 
     dest = dest or Path("data/raw") / name

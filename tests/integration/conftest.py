@@ -16,8 +16,8 @@ from ragops.config import merge
 REPO = Path(__file__).resolve().parents[2]
 # What a clone holds that the pipeline needs (no outputs, no DVC cache, no venv).
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "src", ".dvc/config", ".dvc/.gitignore", ".dvcignore",
-                 "data/raw/scifact.dvc", "data/raw/.gitignore", "data/judgments", "tests/profiles", "flows",
-                 ".gitignore"]
+                 "data/raw/scifact.dvc", "data/raw/nli.dvc", "data/raw/.gitignore", "data/judgments", "tests/profiles",
+                 "flows", ".gitignore"]
 # Never log into the tracking store of whoever runs the tests: each project copy has its own SQLite store.
 _FOREIGN_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 

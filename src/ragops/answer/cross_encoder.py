@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,10 +25,13 @@ import numpy as np
 
 from ragops.answer.grounding_data import LABELS, Pair
 from ragops.answer.negate import add_negation, negate, swap_aligned
-from ragops.errors import ConfigError, unknown_name
+from ragops.errors import ConfigError
 
 CE_DIR = "cross_encoder"
-CORPUS_SOURCES = ("titles", "clauses", "both")
+HEAD_FILE = "head.safetensors"
+# A training label beyond LABELS: "not SUPPORT" (NEI or CONTRADICT, which one unknown: RTE's not_entailment);
+# its loss is -log(P(NEI) + P(CONTRADICT)), so it teaches only that the evidence does not support the claim.
+NOT_SUPPORT = len(LABELS)
 
 
 @dataclass(frozen=True)
@@ -96,69 +98,6 @@ def training_examples(
     return out
 
 
-_THAT = re.compile(
-    r"\b(?:show|shows|showed|shown|demonstrate|demonstrates|demonstrated|suggest|suggests|suggested|indicate|"
-    r"indicates|indicated|reveal|reveals|revealed|find|found|conclude|concluded|establish|established)\s+that\s+(.+)",
-    re.I,
-)
-
-
-def _flippable(claim: str) -> bool:
-    return len(claim.split()) >= 4 and not negate(claim).startswith("It is not the case")
-
-
-def corpus_claims(
-    titles: dict[str, str],
-    sentences: dict[str, list[str]],
-    source: str,
-    limit: int,
-    seed: int,
-    exclude: set[str] | frozenset[str] = frozenset(),
-) -> list[tuple[str, str]]:
-    """Up to ``limit`` (doc_id, pseudo-claim) pairs from the corpus itself (no labels; a seeded sample):
-    ``titles`` — a title that states a finding; ``clauses`` — the clause after "we show that",
-    "these results suggest that"… in an abstract sentence; ``both``. Only claims ragops.answer.negate can
-    flip (a claim only its "It is not the case that" fallback negates is a topic, not a finding).
-    Documents in ``exclude`` (those the evaluation claims cite) give none."""
-    if source not in CORPUS_SOURCES:
-        raise unknown_name("grounding.cross_encoder.corpus_source", source, CORPUS_SOURCES)
-    out: list[tuple[str, str]] = []
-    if source in ("titles", "both"):
-        out += [(d, t.strip().rstrip(".")) for d, t in titles.items() if len(sentences.get(d, [])) >= 3]
-    if source in ("clauses", "both"):
-        for d, sents in sentences.items():
-            for sent in sents:
-                m = _THAT.search(sent)
-                if m:
-                    clause = m.group(1).strip().rstrip(".")
-                    out.append((d, clause[:1].upper() + clause[1:]))
-    out = sorted({x for x in out if x[0] not in exclude and _flippable(x[1])})
-    random.Random(seed).shuffle(out)
-    return sorted(out[: max(0, limit)])
-
-
-def pseudo_examples(
-    claims: Sequence[tuple[str, str]],
-    sentences: dict[str, list[str]],
-    order: Sequence[Sequence[int]],
-    top_k: int,
-    nei: bool = True,
-) -> list[tuple[str, str, int]]:
-    """Training pairs from ``corpus_claims``: the pseudo-claim is supported by its abstract's ``top_k``
-    sentences most similar to it (joined as at answer time), its negation (ragops.answer.negate) is
-    contradicted by them; with ``nei``, the claim against its abstract's least similar sentence is NEI.
-    ``order[i]``: claim i's document's sentence indices, most similar first."""
-    nei_i, sup, con = (LABELS.index(x) for x in ("NEI", "SUPPORT", "CONTRADICT"))
-    out: list[tuple[str, str, int]] = []
-    for (d, claim), ranked in zip(claims, order, strict=True):
-        sents = sentences[d]
-        text = " ".join(sents[i] for i in ranked[:top_k])
-        out += [(claim, text, sup), (negate(claim), text, con)]
-        if nei and len(ranked) > top_k:
-            out.append((claim, sents[ranked[-1]], nei_i))
-    return out
-
-
 class GroundingCrossEncoder:
     """MiniLM over "[CLS] claim [SEP] evidence [SEP]", mean-pooled, then a linear 3-label head."""
 
@@ -199,7 +138,7 @@ class GroundingCrossEncoder:
         folder = Path(folder)
         self.encoder.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
-        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, folder / "head.safetensors")
+        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, folder / HEAD_FILE)
 
     @staticmethod
     def load(folder: str | Path, max_length: int, top_k: int) -> GroundingCrossEncoder:
@@ -213,7 +152,7 @@ class GroundingCrossEncoder:
         folder = Path(folder)
         encoder = AutoModel.from_pretrained(str(folder), local_files_only=True)
         head = torch.nn.Linear(encoder.config.hidden_size, len(LABELS))
-        head.load_state_dict(load_file(folder / "head.safetensors"))
+        head.load_state_dict(load_file(folder / HEAD_FILE))
         tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         return GroundingCrossEncoder(encoder.eval(), tok, head.eval(), max_length, top_k)
 
@@ -224,8 +163,10 @@ def train_cross_encoder(
     cfg: CrossEncoderConfig,
     on_epoch: Callable[[int, GroundingCrossEncoder], None] | None = None,
 ) -> tuple[GroundingCrossEncoder, dict[str, Any]]:
-    """Fine-tune the MiniLM at ``base_path`` with a new head: AdamW, linear warmup (10%) and decay.
-    ``on_epoch(epoch, model)`` after each epoch (bench/grounding_ce_holdout.py evaluates there)."""
+    """Fine-tune the encoder at ``base_path``: AdamW, linear warmup (10%) and decay. The head is new unless
+    ``base_path`` holds one (a saved GroundingCrossEncoder: ragops.answer.nli_pretrain's output). A label
+    :data:`NOT_SUPPORT` is trained by :func:`loss`. ``on_epoch(epoch, model)`` after each epoch
+    (bench/grounding_ce_holdout.py evaluates there)."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -239,6 +180,10 @@ def train_cross_encoder(
     encoder = AutoModel.from_pretrained(str(base_path), local_files_only=True)
     tok = AutoTokenizer.from_pretrained(str(base_path), local_files_only=True)
     head = torch.nn.Linear(encoder.config.hidden_size, len(LABELS))
+    if (Path(base_path) / HEAD_FILE).is_file():
+        from safetensors.torch import load_file
+
+        head.load_state_dict(load_file(Path(base_path) / HEAD_FILE))
     encoder, head = encoder.to(cfg.device), head.to(cfg.device)
     model = GroundingCrossEncoder(encoder, tok, head, cfg.max_length, cfg.top_k)
     opt = torch.optim.AdamW(
@@ -260,8 +205,7 @@ def train_cross_encoder(
         for b in range(0, len(order), cfg.batch_size):
             batch = [examples[i] for i in order[b : b + cfg.batch_size]]
             logits = model.logits([x[0] for x in batch], [x[1] for x in batch])
-            target = torch.tensor([x[2] for x in batch], device=logits.device)
-            loss = torch.nn.functional.cross_entropy(logits, target)
+            loss = batch_loss(logits, [x[2] for x in batch])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
@@ -277,6 +221,19 @@ def train_cross_encoder(
     encoder.eval()
     model.encoder, model.head = encoder.cpu(), head.cpu()
     return model, {"examples": len(examples), "epoch_loss": losses, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def batch_loss(logits: Any, labels: Sequence[int]) -> Any:
+    """Mean negative log-likelihood: of the label for one in LABELS, of NEI or CONTRADICT for NOT_SUPPORT."""
+    import torch
+
+    logp = torch.log_softmax(logits, -1)
+    nei, con = LABELS.index("NEI"), LABELS.index("CONTRADICT")
+    target = torch.tensor([min(y, nei) if y == NOT_SUPPORT else y for y in labels], device=logits.device)
+    picked = logp.gather(1, target[:, None])[:, 0]
+    either = torch.logsumexp(logp[:, [nei, con]], -1)
+    partial = torch.tensor([y == NOT_SUPPORT for y in labels], device=logits.device)
+    return -torch.where(partial, either, picked).mean()
 
 
 CE_FEATURES = ("ce_top1_support", "ce_top1_contradict", "ce_topk_support", "ce_topk_contradict")

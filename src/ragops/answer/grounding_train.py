@@ -23,14 +23,13 @@ from ragops.answer.cross_encoder import (
     CrossEncoderConfig,
     GroundingCrossEncoder,
     ce_features,
-    corpus_claims,
-    pseudo_examples,
     train_cross_encoder,
     training_examples,
 )
 from ragops.answer.grounding_data import Pair
 from ragops.answer.grounding_fit import claim_only, fit_logistic, group_folds, memo_encode, pair_docs, training_rows
 from ragops.answer.grounding_metrics import auroc, best_threshold, grounding_report, negation_table
+from ragops.answer.pseudo_claims import corpus_claims, pseudo_examples
 from ragops.answer.scorers import (
     FEATURES,
     LEXICAL_BASELINE_THRESHOLD,

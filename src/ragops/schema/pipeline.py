@@ -45,6 +45,8 @@ class Paths(Section):
     registry: str
     grounding_model: str
     grounding_report: str
+    grounding_pretrained: str
+    grounding_pretrain_report: str
     rag_report: str
     stage_times: str
 

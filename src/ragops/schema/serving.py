@@ -110,6 +110,18 @@ class CrossEncoder(Section):
     negate_evidence: bool
 
 
+class Pretrain(Section):
+    enabled: bool
+    data: str
+    sources: Annotated[list[Literal["healthver", "covidfact", "covidfact_rte", "fever"]], Field(min_length=1)]
+    max_pairs: dict[Literal["healthver", "covidfact", "covidfact_rte", "fever"], NonNeg]
+    holdout: Annotated[float, Field(ge=0, lt=1)]
+    epochs: Pos
+    lr: Annotated[float, Field(gt=0)]
+    head_lr: Annotated[float, Field(gt=0)]
+    batch_size: Pos
+
+
 class Grounding(Section):
     train_file: str
     eval_file: str
@@ -121,6 +133,7 @@ class Grounding(Section):
     max_eval_pairs: NonNeg
     embedding_threshold: Annotated[float, Field(ge=-1, le=1)]
     cross_encoder: CrossEncoder
+    pretrain: Pretrain
 
 
 class Rag(Section):

@@ -20,7 +20,7 @@ from ragops.dagdeps import training_code
 from ragops.errors import unknown_name
 from ragops.io import atomic_dir, read_json, write_json
 from ragops.timing import run_stage
-from ragops.training.artifacts import RETRAIN_POLICIES, content_key
+from ragops.training.artifacts import RETRAIN_POLICIES, content_key, is_trained
 
 log = logging.getLogger("ragops.grounding")
 # the training code, part of the scorer's key (like the retrieval models': ragops.training.artifacts)
@@ -68,7 +68,10 @@ def main(params: dict[str, Any]) -> None:
         write_json(paths["grounding_report"], {"scorers": {}, "missing": missing})
         return
     settings = {"grounding": g, "seed": seed, "embed_model": params["embed"]["model"]}
-    key = content_key(settings, [files[k] for k in ("train_file", "eval_file", "sentences_file")], CODE)
+    # the cross-encoder starts from the grounding_pretrain stage's model when it trained one
+    pretrained = Path(paths["grounding_pretrained"])
+    start = sorted(p for p in pretrained.rglob("*") if p.is_file()) if is_trained(pretrained) else []
+    key = content_key(settings, [*(files[k] for k in ("train_file", "eval_file", "sentences_file")), *start], CODE)
     if kept(params, key):
         log.info("grounding: scorers kept: their training key is unchanged "
                  "(train.retrain: on_train_change; RAGOPS_RETRAIN=1 retrains)")
@@ -86,13 +89,14 @@ def main(params: dict[str, Any]) -> None:
     encoder = Encoder(params["embed"]["model"], device=params["embed"].get("device", "cpu"))
     with atomic_dir(paths["grounding_model"]) as tmp:
         saved, report = fit_and_evaluate(
-            train, test, sentences, encoder, cfg, base_model=encoder.path, ce_dir=tmp / CE_DIR,
+            train, test, sentences, encoder, cfg, base_model=pretrained if start else encoder.path, ce_dir=tmp / CE_DIR,
             titles=read_titles(files["sentences_file"]) if cfg.cross_encoder else None,
         )  # fmt: skip
         saved["embed_model"] = params["embed"]["model"]
         saved["train_key"] = key
+        saved["pretrained"] = bool(start)
         write_json(tmp / SCORERS_FILE, saved)
-    write_json(paths["grounding_report"], report)
+    write_json(paths["grounding_report"], {**report, "pretrained": bool(start)})
 
 
 def cross_encoder_config(ce: dict[str, Any] | None, seed: int) -> CrossEncoderConfig | None:
