@@ -10,6 +10,7 @@ minus its negation's), the stage's stacker, and a stacker with the negation's fe
 
     for k in 0 1 2 3 4; do python bench/grounding_ce_cv.py --fold $k --out base.$k.json [--device cuda]; done
     python bench/grounding_ce_cv.py --combine base.*.json
+    python bench/grounding_ce_cv.py --fold 0 --init models/grounding_pretrain --out pre.0.json   # issue 17
     # recipe options, as in params.yaml grounding.cross_encoder:
     #   --corpus-claims 1500 [--corpus-source both] [--corpus-nei]   --negate-evidence   --epochs --lr ...
 
@@ -107,7 +108,9 @@ def run_fold(args: argparse.Namespace) -> None:
         wrong.append(np.hstack([ce_feats(model, encode, c, wrong_docs) for c in (cs, negated)]).tolist())
 
     if not args.no_ce:
-        train_cross_encoder(model_path(args.model), examples, cfg, on_epoch)
+        # --init: start from a pretrained grounding cross-encoder (its encoder and head), as the stage does
+        # after grounding_pretrain
+        train_cross_encoder(str(args.init) if args.init else model_path(args.model), examples, cfg, on_epoch)
     out = {
         "fold": args.fold, "examples": len(examples), "claim_examples": n_claims,
         "seconds": round(time.perf_counter() - t0, 1), "rows": [[p.claim_id, p.doc_id, p.label] for p in held],
@@ -180,6 +183,8 @@ def main() -> None:
     ap.add_argument("--corpus-nei", action="store_true")
     ap.add_argument("--negate-evidence", action="store_true")
     ap.add_argument("--no-ce", action="store_true", help="the logistic model only (seconds)")
+    ap.add_argument("--init", type=Path, help="a pretrained grounding cross-encoder folder to fine-tune "
+                    "(models/grounding_pretrain, or bench/grounding_pretrain.py --save)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--lr", type=float, default=8e-5)
     ap.add_argument("--head-lr", type=float, default=1e-3)

@@ -8,6 +8,7 @@ talks to it through ``base_url``.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import threading
@@ -58,7 +59,7 @@ class FakeAnthropic:
                         {"type": "error", "error": {"type": kind, "message": "scripted"}},
                         {"retry-after-ms": "5"},
                     )
-                text = step.text if step.text is not None else fake.default_text(body)
+                text = fake.fill(step.text, body) if step.text is not None else fake.default_text(body)
                 return self._send(
                     200,
                     {
@@ -99,6 +100,23 @@ class FakeAnthropic:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @staticmethod
+    def documents(body: dict) -> list[tuple[str, str]]:
+        """(id, text) of each document in the request's user message, in order."""
+        content = body["messages"][0]["content"]
+        text = content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
+        found = re.findall(r'<document id="([^"]+)"[^>]*>(.*?)</document>', text, flags=re.S)
+        return [(html.unescape(i), html.unescape(t).strip()) for i, t in found]
+
+    @classmethod
+    def fill(cls, text: str, body: dict) -> str:
+        """A scripted text with ``{first}`` (the first document's id) and ``{first_sentence}`` (that document's
+        first sentence, verbatim) filled in from the request."""
+        docs = cls.documents(body) or [("none", "")]
+        first_id, first_text = docs[0]
+        sentence = re.split(r"(?<=[.!?])\s+", first_text)[0].rstrip(".")
+        return text.replace("{first}", first_id).replace("{first_sentence}", sentence)
 
     @staticmethod
     def default_text(body: dict) -> str:

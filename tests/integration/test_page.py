@@ -2,7 +2,9 @@
 against `ragops serve` on 127.0.0.1 with a bearer token (given to the page as ?token=...). Type a query,
 see results with titles, snippets and scores, see the answer whose citations link to its sources, and
 claims marked supported or unsupported. The screenshot is kept as a test artifact:
-<basetemp>/screenshots/search-page.png."""
+<basetemp>/screenshots/search-page.png. A second server answers through the real `anthropic` SDK from the
+local Messages-API stand-in, with one quoted claim and one made-up claim, scored by the build's trained
+grounding scorer: the page marks the made-up one unsupported."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.fake_anthropic import FakeAnthropic, Step
 
 from .test_serve import TOKEN, Server, serve_params
 
@@ -152,3 +156,43 @@ def test_judging_a_result_on_the_page_appends_it(page_server: Server) -> None:
             assert not errors, errors
         finally:
             browser.close()
+
+
+MADE_UP = "Violins tuned to 432 Hz were recorded growing more slowly during the winter months"
+
+
+def test_page_marks_a_made_up_claim_unsupported(built_project: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The answer comes from the real SDK against the local Messages-API server: the first sentence of the first
+    document, quoted, then a made-up claim citing the same document. The trained scorer (the build's
+    models/grounding, as served) must mark the made-up one, and the page must show it as such."""
+    from playwright.sync_api import sync_playwright
+
+    dest = tmp_path_factory.mktemp("serve-page-anthropic")
+    script = [Step(text=f"{{first_sentence}} [{{first}}]. {MADE_UP} [{{first}}].")]
+    with FakeAnthropic(script=script) as fake:
+        params = serve_params(built_project, dest, answer={"generator": "anthropic", "scorer": "trained"})
+        env = {"RAGOPS_API_TOKEN": TOKEN, "ANTHROPIC_API_KEY": "sk-page", "ANTHROPIC_BASE_URL": fake.url}
+        server = Server(built_project, ["--model", "local", "--params", str(params)], env)
+        try:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                try:
+                    page = browser.new_page(viewport={"width": 1200, "height": 1400})
+                    page.goto(f"{server.url}/?token={TOKEN}")
+                    page.fill("#query", "Does vitamin D deficiency increase the risk of fractures?")
+                    page.click("#go")
+                    page.wait_for_selector("#answer:not([hidden])", timeout=60_000)
+                    page.wait_for_selector("#claims li", timeout=30_000)
+                    claims = page.locator("#claims li")
+                    texts = [claims.nth(i).inner_text() for i in range(claims.count())]
+                    kinds = [claims.nth(i).get_attribute("class") for i in range(claims.count())]
+                finally:
+                    browser.close()
+        finally:
+            server.stop()
+    assert len(fake.requests) == 1, "the page's question reached the Messages API once"
+    made_up = [k for t, k in zip(texts, kinds, strict=True) if "432 Hz" in t]
+    assert made_up == ["unsupported"], list(zip(texts, kinds, strict=True))
+    assert any("✗ unsupported" in t for t in texts if "432 Hz" in t)
+    # the quoted sentence is the document's own: supported
+    assert kinds[0] == "supported", list(zip(texts, kinds, strict=True))
