@@ -41,7 +41,8 @@ def table(grounding: dict, rag: dict | None) -> str:
     if "stack_cv_auroc" in cv:
         ce = cv.get("cross_encoder", {})
         out += (
-            f" The cross-encoder trained {len(ce.get('epoch_loss', []))} epochs on {ce.get('examples')} examples "
+            f" The cross-encoder{' (from the grounding_pretrain model)' if grounding.get('pretrained') else ''} "
+            f"trained {len(ce.get('epoch_loss', []))} epochs on {ce.get('examples')} examples "
             f"from {ce.get('train_pairs')} train pairs in {ce.get('seconds')} s; on the {cv['stack_pairs']} "
             f"held-out train pairs the stacked scorer's cross-validated AUROC is {cv['stack_cv_auroc']} "
             f"({cv['stack_cv_auroc_support_vs_contradict']} SUPPORT vs CONTRADICT), the logistic model's "

@@ -22,7 +22,7 @@ PROJECT_FILES = ["dvc.yaml", "params.yaml", "src", ".dvc/config", ".dvc/.gitigno
 _FOREIGN_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 600,
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 1200,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run ``cmd`` in ``cwd`` with this venv first on PATH; ``env`` adds or overrides variables."""
     base = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}

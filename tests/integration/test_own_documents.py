@@ -91,6 +91,9 @@ def test_own_documents_build_change_and_judge(mirror_root: Path, tmp_path: Path,
     params["data"]["source"] = str(source)
     params["prepare"]["max_docs"] = 0
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # no `ragops data fetch` here (a team's own folder, no mirror): an empty nli/ folder, as the README says,
+    # makes grounding_pretrain write its marker only
+    (project / "data/raw/nli").mkdir(parents=True)
 
     # 1. No judgments: builds, records the status, registers v1 as champion, searches.
     run(["dvc", "repro"], project)
@@ -105,6 +108,7 @@ def test_own_documents_build_change_and_judge(mirror_root: Path, tmp_path: Path,
     assert corpus["lab/safety.docx"]["title"] == "Bench safety rules"
     metrics = _json(project, "reports/metrics.json")
     assert metrics["status"] == "no judgments"
+    assert _json(project, "reports/grounding_pretrain.json")["reason"].startswith("no files in")
     registry = _json(project, "reports/registry.json")
     assert registry["promoted"] is True and registry["decision"]["reason"].startswith("no judgments")
     target_id, target = next(iter(docs.items()))
