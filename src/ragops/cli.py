@@ -85,7 +85,7 @@ def data_fetch(
         "checked by content against data/<name>.content.sha256")] = None,
 ) -> None:
     """Copy data sets from a mirror folder (or --archive), verify every sha256, place each under data/raw/."""
-    names = name or (["scifact"] if archive else list(DEFAULT_DATASETS))
+    names = name or (["scifact"] if archive or dest else list(DEFAULT_DATASETS))
     if len(names) > 1 and (dest or archive):
         raise ConfigError("--dest and --archive take one --name")
     for one in names:
