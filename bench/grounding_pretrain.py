@@ -48,9 +48,9 @@ ARMS = {"healthver": ("healthver",), "healthver+covidfact": ("healthver", "covid
         "healthver+covidfact+fever": ("healthver", "covidfact", "fever")}
 
 
-def claims_figures(model: GroundingCrossEncoder, claims_dir: Path, seed: int = 42) -> dict:
+def claims_figures(model: GroundingCrossEncoder, claims_dir: Path, embed_model: str, seed: int = 42) -> dict:
     sents = read_sentences(claims_dir / "corpus_sentences.jsonl.gz")
-    encode = memo_encode(Encoder("all-MiniLM-L6-v2"))
+    encode = memo_encode(Encoder(embed_model))  # ranks the evidence sentences, as the grounding stage does
     sup, con = CE_FEATURES.index("ce_topk_support"), CE_FEATURES.index("ce_topk_contradict")
     out = {}
     for name in ("claims_train", "claims_dev"):
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> None:
         "arm": args.arm, "sources": record["sources"], "train_pairs": record["train_pairs"],
         "pretrain_seconds": record["training"]["seconds"], "seconds": round(seconds, 1),
         "holdout": record["holdout"], "covidfact_rte_dev": evaluate(model, rte_dev)["covidfact_rte"],
-        "zero_shot": claims_figures(model, Path(params["paths"]["claims"])),
+        "zero_shot": claims_figures(model, Path(params["paths"]["claims"]), params["embed"]["model"]),
     }  # fmt: skip
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
