@@ -72,7 +72,9 @@ class OrchestrationConfig:
 
 
 # Stages that train models: `retrain` forces them and sets RAGOPS_RETRAIN=1, which overrides
-# train.retrain: on_train_change (ragops.training.artifacts.reusable).
+# train.retrain: on_train_change (ragops.training.artifacts.reusable). Only these two keep a model across a
+# change of what they read (a corpus edit); grounding_pretrain and grounding retrain whenever anything they
+# read changes, so forcing them would only repeat the same training (docs/DECISIONS.md).
 TRAIN_STAGES = ("train_embedder", "train_reranker")
 
 

@@ -56,6 +56,29 @@ def copy_project(dest: Path, cache_dir: Path, profile: str = "tiny") -> Path:
     return dest
 
 
+# The registry store of a project copy: dropped by clone_build(fresh_store=True), so the copy's first
+# register is its version 1.
+STORE = ("mlflow.db", "mlartifacts", "mlruns")
+
+
+def clone_build(src: Path, dest: Path, fresh_store: bool = False) -> Path:
+    """A private copy of a built project (outputs, dvc.lock, git, the MLflow store), for a test that changes
+    it; the shared build stays as the other tests read it. DVC's cache files are immutable (DVC replaces,
+    never rewrites them): they are hard-linked, the rest copied; DVC's own temporary state is left behind."""
+    def link_cache(s: str, d: str) -> None:
+        if f"{os.sep}.dvc{os.sep}cache{os.sep}" in s:
+            os.link(s, d)
+        else:
+            shutil.copy2(s, d)
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skip = {"tmp"} if Path(folder) == src / ".dvc" else set()
+        return skip | ({n for n in names if n in STORE} if fresh_store and Path(folder) == src else set())
+
+    shutil.copytree(src, dest, symlinks=True, ignore=ignore, copy_function=link_cache)
+    return dest
+
+
 @pytest.fixture(scope="session")
 def mirror_root() -> Path:
     root = Path(os.environ.get("RAGOPS_MIRROR", REPO.parent / "shared" / "datasets"))
@@ -73,7 +96,9 @@ def embedding_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def built_project(tmp_path_factory: pytest.TempPathFactory, mirror_root: Path, embedding_cache: Path) -> Path:
-    """The tiny profile built from scratch: `ragops data fetch` then `dvc repro`."""
+    """The tiny profile built from scratch: `ragops data fetch` then `dvc repro`. Shared by the integration
+    tests, which only read it (or serve it from their own folders); a test that changes params, outputs or
+    the registry works on clone_build() of it."""
     root = copy_project(tmp_path_factory.mktemp("project"), embedding_cache)
     run(["ragops", "data", "fetch", "--mirror", str(mirror_root)], root)
     run(["dvc", "repro"], root)

@@ -12,7 +12,6 @@ import gzip
 import hashlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import httpx
 import pytest
 import yaml
 
-from .conftest import run
+from .conftest import clone_build, run
 from .test_serve import Server
 
 pytestmark = pytest.mark.integration
@@ -36,7 +35,7 @@ MODEL = "ragops-retriever"
 def project(built_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A private copy of the tiny build (its DVC cache and MLflow store included): these tests break it."""
     dest = tmp_path_factory.mktemp("faults") / "project"
-    shutil.copytree(built_project, dest, symlinks=True)
+    clone_build(built_project, dest)
     assert "Running stage" not in run(["dvc", "repro"], dest).stdout
     return dest
 

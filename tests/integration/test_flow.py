@@ -29,7 +29,7 @@ import yaml
 
 from ragops.harness import Service, free_port, wait_for
 
-from .conftest import REPO, copy_project, run
+from .conftest import REPO, clone_build, run
 
 pytestmark = pytest.mark.integration
 FLOW, DEPLOYMENT = "ragops-pipeline", "nightly"
@@ -116,12 +116,19 @@ def prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect]:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory, mirror_root: Path, embedding_cache: Path) -> Path:
-    root = copy_project(tmp_path_factory.mktemp("flowproject"), embedding_cache)
+def project(tmp_path_factory: pytest.TempPathFactory, built_project: Path) -> Path:
+    """A copy of the tiny build that DVC sees as never run: no dvc.lock, no run cache, a new registry store,
+    so the deployment runs every stage. The outputs stay where they are (every output is `persist: true`), so
+    the training stages find their models under an unchanged training key and keep them, and the embedding
+    cache is the session's: the flow runs each stage for real without paying for the training again (the
+    shared build trained them from scratch)."""
+    root = clone_build(built_project, tmp_path_factory.mktemp("flowproject") / "project", fresh_store=True)
+    (root / "dvc.lock").unlink()
+    shutil.rmtree(root / ".dvc/cache/runs", ignore_errors=True)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["orchestration"] = {**params.get("orchestration", {}), "cron": CRON, "retrain_cron": RETRAIN_CRON}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["ragops", "data", "fetch", "--mirror", str(mirror_root)], root)
+    assert set(json.loads(run(["dvc", "status", "--json"], root).stdout)) >= set(STAGES)
     return root
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from .conftest import copy_project, run
+from .conftest import clone_build, copy_project, run
 
 pytestmark = pytest.mark.integration
 MODES = ("bm25", "dense", "hybrid", "dense_ft", "hybrid_ft", "hybrid_rerank", "hybrid_ft_rerank")  # evaluate.modes
@@ -58,24 +58,31 @@ def test_second_repro_runs_nothing(built_project: Path) -> None:
     assert "didn't change, skipping" in out or "is cached" in out or out.strip() == "", out
 
 
-def test_fusion_change_reruns_only_what_reads_fusion(built_project: Path) -> None:
-    params = yaml.safe_load((built_project / "params.yaml").read_text())
+@pytest.fixture(scope="module")
+def changed(built_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the build for the tests below, which change its params and outputs and register into its
+    store (the shared build and its champion stay as the other tests read them)."""
+    return clone_build(built_project, tmp_path_factory.mktemp("changed") / "project")
+
+
+def test_fusion_change_reruns_only_what_reads_fusion(changed: Path) -> None:
+    params = yaml.safe_load((changed / "params.yaml").read_text())
     params["fusion"]["alpha"] = 0.7
-    (built_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = run(["dvc", "status", "--json"], built_project).stdout
+    (changed / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = run(["dvc", "status", "--json"], changed).stdout
     # fusion is packaged with the model, and the rag stage answers from the fused list; no model retrains
     assert set(json.loads(status)) == {"rag", "evaluate", "register"}, status
-    out = run(["dvc", "repro"], built_project).stdout
+    out = run(["dvc", "repro"], changed).stdout
     assert all(f"Running stage '{s}'" in out for s in ("rag", "evaluate", "register")), out
     assert out.count("Running stage") == 3, out
 
 
-def test_forced_rebuild_gives_identical_metrics_from_the_cache(built_project: Path) -> None:
-    before = json.loads((built_project / "reports/metrics.json").read_text())
-    run(["dvc", "repro", "--force"], built_project)
-    after = json.loads((built_project / "reports/metrics.json").read_text())
+def test_forced_rebuild_gives_identical_metrics_from_the_cache(changed: Path) -> None:
+    before = json.loads((changed / "reports/metrics.json").read_text())
+    run(["dvc", "repro", "--force"], changed)
+    after = json.loads((changed / "reports/metrics.json").read_text())
     assert quality(before) == quality(after)
-    stats = json.loads((built_project / "models/index/embed_stats.json").read_text())
+    stats = json.loads((changed / "models/index/embed_stats.json").read_text())
     assert stats["encoded"] == 0 and stats["cached"] == stats["total"]  # nothing re-embedded
 
 

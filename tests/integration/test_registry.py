@@ -27,7 +27,7 @@ import yaml
 
 from ragops.harness import background, free_port
 
-from .conftest import copy_project, run
+from .conftest import clone_build, run
 
 pytestmark = pytest.mark.integration
 MODEL = "ragops-retriever"
@@ -76,16 +76,16 @@ def sample_queries(root: Path, n: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory, mirror_root: Path, embedding_cache: Path) -> dict:
+def history(tmp_path_factory: pytest.TempPathFactory, built_project: Path) -> dict:
     """Three `dvc repro` runs in one project copy; what each printed and wrote."""
-    root = copy_project(tmp_path_factory.mktemp("registry"), embedding_cache)
+    # a copy of the tiny build with a new, empty registry store: v1 re-runs what reads fusion.alpha and registers
+    root = clone_build(built_project, tmp_path_factory.mktemp("registry") / "project", fresh_store=True)
     params = yaml.safe_load((root / "params.yaml").read_text())
     # a credential pasted into a params value (params.yaml's schema has no key for one) that no stage reads (so
     # dvc.lock, logged as lineage, does not hold it either): never logged
     params["serve"]["model"] = SECRET
     params["registry"]["mode"] = "hybrid"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["ragops", "data", "fetch", "--mirror", str(mirror_root)], root)
     steps = {}
     for version, alpha in ((1, 0.3), (2, 0.0), (3, 0.55)):
         set_params(root, fusion__alpha=alpha)
