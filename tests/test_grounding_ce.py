@@ -70,6 +70,12 @@ def test_trained_scorer_saves_and_loads(fitted, claims, encoder) -> None:
     again = grounding_report(scores, [p.label for p in test], scorer.threshold)
     assert again["auroc"] == pytest.approx(report["scorers"]["trained"]["auroc"], abs=1e-4)
     long_claim = " ".join([test[0].claim] * 12)  # longer than max_length on its own: truncated, no error
+    # the stacker: the sum form, its log-odds weight the grid's best on fold 0's inner cross-validation
+    cv = report["train"]["trained"]
+    assert saved["trained"]["stack_form"] == cv["stacker"] == "sum"
+    assert set(cv["stack_grid"]) == {"weight=0.5", "weight=1", "weight=2"}
+    assert cv["stack_grid"][f"weight={cv['stack_weight']:g}"] == max(cv["stack_grid"].values(), key=sum)
+    assert [cv["stack_cv_auroc"], cv["stack_cv_auroc_support_vs_contradict"]] == max(cv["stack_grid"].values(), key=sum)
     assert scorer.score([long_claim], [pair_docs(test[0], sentences)]).shape == (1,)
 
 
@@ -164,7 +170,7 @@ def test_negated_evidence_gives_all_four_claim_evidence_polarities() -> None:
 def test_stage_reads_the_cross_encoder_params() -> None:
     import yaml
 
-    from ragops.stages.grounding import cross_encoder_config
+    from ragops.answer.cross_encoder import cross_encoder_config
 
     params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
     cfg = cross_encoder_config(params["grounding"]["cross_encoder"], seed=7)

@@ -52,6 +52,27 @@ class CrossEncoderConfig:
     negate_evidence: bool = False  # training_examples: also flip the rationale's word that meets the claim
 
 
+def cross_encoder_config(ce: dict[str, Any] | None, seed: int) -> CrossEncoderConfig | None:
+    """``grounding.cross_encoder`` as a config; None when absent or ``enabled: false``."""
+    if not ce or not ce.get("enabled", True):
+        return None
+    return CrossEncoderConfig(
+        epochs=int(ce["epochs"]),
+        lr=float(ce["lr"]),
+        head_lr=float(ce["head_lr"]),
+        batch_size=int(ce["batch_size"]),
+        max_length=int(ce["max_length"]),
+        top_k=int(ce["top_k"]),
+        threads=int(ce["threads"]),
+        seed=seed,
+        device=str(ce.get("device", "cpu")),
+        corpus_claims=int(ce.get("corpus_claims", 0)),
+        corpus_source=str(ce.get("corpus_source", "both")),
+        corpus_nei=bool(ce.get("corpus_nei", False)),
+        negate_evidence=bool(ce.get("negate_evidence", False)),
+    )
+
+
 def evidence(sentences: Sequence[str], idx: Sequence[int]) -> str:
     return " ".join(sentences[i] for i in sorted(idx) if 0 <= i < len(sentences))
 

@@ -57,6 +57,18 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, c: float, seed: int) -> LogisticM
     return LogisticModel(mean, scale, lr.coef_[0].copy(), float(lr.intercept_[0]))
 
 
+def fit_stacker(form: str, x: np.ndarray, y: np.ndarray, weight: float, seed: int) -> LogisticModel:
+    """The stacker of ``form`` (ragops.answer.scorers.STACK_FORMS) over ``x`` = stack_features(...): ``sum``
+    standardizes the columns and adds them, the later ones times ``weight`` (no fit beyond that); ``logistic``
+    is a logistic regression at C = 1 (``weight`` unused)."""
+    if form == "logistic":
+        return fit_logistic(x, y, 1.0, seed)
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    coef = np.full(x.shape[1], float(weight))
+    coef[0] = 1.0
+    return LogisticModel(mean, np.where(scale > 1e-9, scale, 1.0), coef, 0.0)
+
+
 def memo_encode(encode: EncodeFn) -> EncodeFn:
     """``encode`` with a dict of the vectors already computed (one stage run: a few thousand texts)."""
     memo: dict[str, np.ndarray] = {}

@@ -27,7 +27,15 @@ from ragops.answer.cross_encoder import (
     training_examples,
 )
 from ragops.answer.grounding_data import Pair
-from ragops.answer.grounding_fit import claim_only, fit_logistic, group_folds, memo_encode, pair_docs, training_rows
+from ragops.answer.grounding_fit import (
+    claim_only,
+    fit_logistic,
+    fit_stacker,
+    group_folds,
+    memo_encode,
+    pair_docs,
+    training_rows,
+)
 from ragops.answer.grounding_metrics import auroc, best_threshold, grounding_report, negation_table
 from ragops.answer.pseudo_claims import corpus_claims, pseudo_examples
 from ragops.answer.scorers import (
@@ -39,6 +47,7 @@ from ragops.answer.scorers import (
     embedding_scores,
     lexical_score,
     rank_sentences,
+    stack_features,
     stack_inputs,
     trained_features,
 )
@@ -54,6 +63,8 @@ class TrainConfig:
     seed: int = 42
     # The cross-encoder (ragops.answer.cross_encoder), stacked on the logistic model; None = logistic only.
     cross_encoder: CrossEncoderConfig | None = None
+    stacker: str = "sum"  # ragops.answer.scorers.STACK_FORMS
+    stack_weights: tuple[float, ...] = (0.5, 1.0, 2.0)  # sum: the log odds' weight, chosen by cross-validation
 
 
 def fit_trained(
@@ -93,12 +104,14 @@ def fit_stacked(
     titles: dict[str, str] | None = None,
     exclude: frozenset[str] = frozenset(),
 ) -> tuple[GroundingCrossEncoder, LogisticModel, float, dict[str, Any]]:
-    """The cross-encoder trained on the claims of folds 1..k-1, and a small logistic "stacker" over
-    (logistic model's logit, cross-encoder features) fit on fold 0, where both are out-of-sample (the
-    logistic model's out-of-fold predictions come from the same folds). Its threshold and cross-validated
-    AUROC come from a k-fold split of fold 0's claims. With ``cfg.cross_encoder.corpus_claims``, pseudo-claims
-    from the corpus (``titles`` and ``sentences``, never documents in ``exclude`` nor those fold 0's claims
-    cite) join its training examples. Returns (cross-encoder, stacker, threshold, record)."""
+    """The cross-encoder trained on the claims of folds 1..k-1, and a small "stacker" over (logistic model's
+    logit, cross-encoder features) fit on fold 0, where both are out-of-sample (the logistic model's
+    out-of-fold predictions come from the same folds). Its form is ``cfg.stacker``; the ``sum`` form's weight
+    (of ``cfg.stack_weights``) is the one whose out-of-fold AUROC overall plus SUPPORT vs CONTRADICT is the
+    highest on a k-fold split of fold 0's claims, which also gives the threshold and the cross-validated
+    AUROC. With ``cfg.cross_encoder.corpus_claims``, pseudo-claims from the corpus (``titles`` and
+    ``sentences``, never documents in ``exclude`` nor those fold 0's claims cite) join its training examples.
+    Returns (cross-encoder, stacker, threshold, record)."""
     assert cfg.cross_encoder is not None
     ce_cfg = cfg.cross_encoder
     groups = [p.claim_id for p in owners]
@@ -124,21 +137,32 @@ def fit_stacked(
     rows = [i for i, p in enumerate(owners) if not synthetic[i] and fold_of[p.claim_id] == 0]
     held = [owners[i] for i in rows]
     x = stack_inputs(oof[rows], ce_feats(ce, encode, [p.claim for p in held], [pair_docs(p, sentences) for p in held]))
+    x = stack_features(x, cfg.stacker)
     y = np.asarray([p.label == "SUPPORT" for p in held])
+    sc = np.asarray([p.label != "NEI" for p in held])
     inner = group_folds([p.claim_id for p in held], cfg.folds, cfg.seed + 1)
-    pred = np.zeros(len(y))
-    for f in range(cfg.folds):
-        pred[inner == f] = fit_logistic(x[inner != f], y[inner != f], 1.0, cfg.seed).predict(x[inner == f])
-    lab = np.asarray([p.label for p in held])
-    sc = lab != "NEI"
+    grid, best = {}, None
+    for weight in cfg.stack_weights if cfg.stacker == "sum" else (1.0,):
+        pred = np.zeros(len(y))
+        for f in range(cfg.folds):
+            fitted = fit_stacker(cfg.stacker, x[inner != f], y[inner != f], weight, cfg.seed)
+            pred[inner == f] = fitted.predict(x[inner == f])
+        scores = (round(auroc(pred, y), 4), round(auroc(pred[sc], y[sc]), 4))
+        grid[f"weight={weight:g}"] = list(scores)
+        if best is None or sum(scores) > sum(best[1]):
+            best = (weight, scores, pred)
+    weight, scores, pred = best
     record = {
         "stack_pairs": len(held),
-        "stack_cv_auroc": round(auroc(pred, y), 4),
-        "stack_cv_auroc_support_vs_contradict": round(auroc(pred[sc], y[sc]), 4),
+        "stacker": cfg.stacker,
+        "stack_weight": weight,
+        "stack_grid": grid,
+        "stack_cv_auroc": scores[0],
+        "stack_cv_auroc_support_vs_contradict": scores[1],
         "logistic_oof_auroc_same_pairs": round(auroc(oof[rows], y), 4),
         "cross_encoder": {**ce_record, "train_pairs": len(fit_part)},
     }
-    return ce, fit_logistic(x, y, 1.0, cfg.seed), best_threshold(pred, y), record
+    return ce, fit_stacker(cfg.stacker, x, y, weight, cfg.seed), best_threshold(pred, y), record
 
 
 def ce_feats(ce: GroundingCrossEncoder, encode: EncodeFn, claims: Sequence[str], docs: Sequence[Docs]) -> np.ndarray:
@@ -216,14 +240,16 @@ def fit_and_evaluate(
         )  # fmt: skip
         ce.save(ce_dir)
         ce_test = ce_feats(ce, encode, test_claims, test_docs)
-        s_test = stacker.predict(stack_inputs(s_test, ce_test))
-        s_wrong = stacker.predict(stack_inputs(s_wrong, ce_feats(ce, encode, test_claims, wrong_docs)))
+        s_test = stacker.predict(stack_features(stack_inputs(s_test, ce_test), cfg.stacker))
+        ce_wrong = ce_feats(ce, encode, test_claims, wrong_docs)
+        s_wrong = stacker.predict(stack_features(stack_inputs(s_wrong, ce_wrong), cfg.stacker))
         sup, con = CE_FEATURES.index("ce_topk_support"), CE_FEATURES.index("ce_topk_contradict")
         report["diagnostics"]["cross_encoder_only"] = grounding_report(ce_test[:, sup] - ce_test[:, con], labels, 0.0)
         saved["trained"].update(
             threshold=round(threshold, 6),
             stacker=stacker.to_dict(),
-            stack_features=["logit(logistic)", *CE_FEATURES],
+            stack_form=cfg.stacker,
+            stack_features=["logit(logistic)", *(CE_FEATURES if cfg.stacker == "logistic" else ("ce_topk_log_odds",))],
             cross_encoder={"dir": CE_DIR, "max_length": cfg.cross_encoder.max_length, "top_k": cfg.cross_encoder.top_k},
         )
         cv = {**cv, **stack_record}

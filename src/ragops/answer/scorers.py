@@ -151,6 +151,25 @@ def stack_inputs(logistic_scores: np.ndarray, ce: np.ndarray) -> np.ndarray:
     return np.column_stack([np.log(p / (1 - p)), ce])
 
 
+# How the trained scorer combines the logistic model with the cross-encoder (grounding.stacker):
+# sum: the logit plus the top-k evidence's log odds log P(SUPPORT) - log P(CONTRADICT), each standardized on the
+#      stacking pairs, the log odds weighted by a factor chosen by cross-validation (no other fitted weight);
+# logistic: a logistic regression over the logit and the four cross-encoder probabilities.
+STACK_FORMS = ("sum", "logistic")
+
+
+def stack_features(x: np.ndarray, form: str) -> np.ndarray:
+    """The columns the stacker of ``form`` reads, from :func:`stack_inputs`' ``x``."""
+    from ragops.answer.cross_encoder import CE_FEATURES
+
+    if form == "logistic":
+        return x
+    if form != "sum":
+        raise unknown_name("grounding.stacker", form, STACK_FORMS)
+    sup, con = 1 + CE_FEATURES.index("ce_topk_support"), 1 + CE_FEATURES.index("ce_topk_contradict")
+    return np.column_stack([x[:, 0], np.log(x[:, sup] + 1e-6) - np.log(x[:, con] + 1e-6)])
+
+
 @dataclass(frozen=True)
 class LogisticModel:
     """Standardize, then logistic regression (saved as JSON: no pickle)."""
@@ -215,11 +234,13 @@ def load_scorer(
     ce_cfg = t["cross_encoder"]
     ce = GroundingCrossEncoder.load(Path(str(model_dir)) / ce_cfg["dir"], ce_cfg["max_length"], ce_cfg["top_k"])
     stacker = LogisticModel.from_dict(t["stacker"])
+    form = str(t.get("stack_form", "logistic"))  # packages from before the sum form have none
 
     def score(cs: Sequence[str], ds: Sequence[Docs]) -> np.ndarray:
         order = rank_sentences(encode, cs, ds)
         flat = [[s for doc in d for s in doc] for d in ds]
         ranked = [[f[i] for i in o] for f, o in zip(flat, order, strict=True)]
-        return stacker.predict(stack_inputs(lr.predict(trained_features(encode, cs, ds)), ce_features(ce, cs, ranked)))
+        x = stack_inputs(lr.predict(trained_features(encode, cs, ds)), ce_features(ce, cs, ranked))
+        return stacker.predict(stack_features(x, form))
 
     return Scorer(name, threshold, score)

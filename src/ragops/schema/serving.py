@@ -132,6 +132,8 @@ class Grounding(Section):
     max_train_pairs: NonNeg
     max_eval_pairs: NonNeg
     embedding_threshold: Annotated[float, Field(ge=-1, le=1)]
+    stacker: Literal["sum", "logistic"]
+    stack_weights: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)]
     cross_encoder: CrossEncoder
     pretrain: Pretrain
 

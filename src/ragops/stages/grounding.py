@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from ragops.answer.cross_encoder import CE_DIR, CrossEncoderConfig
+from ragops.answer.cross_encoder import CE_DIR, cross_encoder_config
 from ragops.answer.grounding_data import read_pairs, read_sentences, read_titles
 from ragops.answer.grounding_train import TrainConfig, fit_and_evaluate
 from ragops.answer.scorers import SCORERS_FILE
@@ -85,6 +85,8 @@ def main(params: dict[str, Any]) -> None:
         c_grid=tuple(float(c) for c in g["c_grid"]),
         seed=seed,
         cross_encoder=cross_encoder_config(g.get("cross_encoder"), seed),
+        stacker=str(g["stacker"]),
+        stack_weights=tuple(float(w) for w in g["stack_weights"]),
     )
     encoder = Encoder(params["embed"]["model"], device=params["embed"].get("device", "cpu"))
     with atomic_dir(paths["grounding_model"]) as tmp:
@@ -97,27 +99,6 @@ def main(params: dict[str, Any]) -> None:
         saved["pretrained"] = bool(start)
         write_json(tmp / SCORERS_FILE, saved)
     write_json(paths["grounding_report"], {**report, "pretrained": bool(start)})
-
-
-def cross_encoder_config(ce: dict[str, Any] | None, seed: int) -> CrossEncoderConfig | None:
-    """``grounding.cross_encoder`` as a config; None when absent or ``enabled: false``."""
-    if not ce or not ce.get("enabled", True):
-        return None
-    return CrossEncoderConfig(
-        epochs=int(ce["epochs"]),
-        lr=float(ce["lr"]),
-        head_lr=float(ce["head_lr"]),
-        batch_size=int(ce["batch_size"]),
-        max_length=int(ce["max_length"]),
-        top_k=int(ce["top_k"]),
-        threads=int(ce["threads"]),
-        seed=seed,
-        device=str(ce.get("device", "cpu")),
-        corpus_claims=int(ce.get("corpus_claims", 0)),
-        corpus_source=str(ce.get("corpus_source", "both")),
-        corpus_nei=bool(ce.get("corpus_nei", False)),
-        negate_evidence=bool(ce.get("negate_evidence", False)),
-    )
 
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ragops.answer.cross_encoder import cross_encoder_config
 from ragops.answer.nli_pretrain import PretrainConfig, pretrain
 from ragops.dagdeps import training_code
 from ragops.errors import ConfigError
 from ragops.io import atomic_dir, write_json
 from ragops.models import resolve_model
-from ragops.stages.grounding import cross_encoder_config
 from ragops.timing import run_stage
 from ragops.training.artifacts import MARKER, content_key, reusable, write_skipped
 

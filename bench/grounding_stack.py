@@ -1,0 +1,182 @@
+"""The grounding stacker's form, chosen on claims_train only, with the build's own models (issue 17, lever 1).
+
+The grounding stage trains the cross-encoder on claims_train folds 1-4 and fits a small "stacker" over (the
+logistic model's out-of-fold logit, the cross-encoder's features) on fold 0's 186 pairs, where both are out
+of sample. Its first form, a logistic regression over the logit and the four cross-encoder probabilities,
+scored SUPPORT vs CONTRADICT on claims_dev below the cross-encoder alone (0.689 against 0.727 in the stop-26
+build): fit on SUPPORT against the rest of 186 pairs (66 SUPPORT, 54 CONTRADICT, 66 NEI), it learns mostly
+"is this evidence about the claim". This script re-fits only the stacker, in several forms, on those same
+pairs with the build's saved cross-encoder (models/grounding/cross_encoder: no training here), and scores each
+form by a 5-fold group cross-validation inside fold 0 (the stage's inner split). The choice rule is the
+highest train AUROC overall plus SUPPORT vs CONTRADICT; every form is also reported on claims_dev, each with
+the wrong-evidence control.
+
+Forms (F = the four cross-encoder features of ragops.answer.cross_encoder.CE_FEATURES):
+- ``prob``: logit + F as probabilities (the stage's first form, ``grounding.stacker: logistic``);
+- ``logodds``: logit + log P(SUPPORT) - log P(CONTRADICT), top-1 and top-k (2 features);
+- ``balanced`` / ``logodds_balanced``: the same, with CONTRADICT negatives weighted to as much total
+  weight as the NEI negatives (the metric's second question gets as much say as its first);
+- ``logprob``: logit + log of F;
+- ``sum``: no fit at all, the logit plus the top-k log odds (both standardized on the fold-0 pairs);
+  ``sum_top1`` adds the top-1 log odds too; ``sum_wW`` weighs the top-k log odds by W
+  (``grounding.stacker: sum`` is this family, W chosen per build from ``grounding.stack_weights``).
+
+    python bench/grounding_stack.py [--params params.yaml]   # -> reports/bench/grounding_stack.json
+    python bench/grounding_stack.py --table                    # that file as docs/grounding.md's table
+
+Reads the build (prepare's claims copy, models/grounding), so run it after `dvc repro grounding`. Its
+stacker must be fit on the same fold-0 pairs: it re-derives them with the stage's own code and seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import BENCH_DIR, machine, machine_line, write_result
+
+from ragops.answer.cross_encoder import CE_DIR, CE_FEATURES, GroundingCrossEncoder, cross_encoder_config
+from ragops.answer.grounding_data import read_pairs, read_sentences
+from ragops.answer.grounding_fit import group_folds, memo_encode, pair_docs, training_rows
+from ragops.answer.grounding_metrics import auroc, grounding_report
+from ragops.answer.grounding_train import TrainConfig, ce_feats, fit_trained
+from ragops.answer.scorers import stack_inputs, trained_features
+from ragops.config import load_params
+from ragops.stages.grounding import sample
+
+FORMS = ("prob", "logodds", "balanced", "logodds_balanced", "logprob", "sum", "sum_top1", "sum_w0.5", "sum_w2")
+
+
+def features(form: str, x: np.ndarray) -> np.ndarray:
+    """x: stack_inputs (logit, then CE_FEATURES as probabilities) -> the form's inputs."""
+    if form in ("prob", "balanced"):
+        return x
+    eps = 1e-6
+    if form == "logprob":
+        return np.column_stack([x[:, 0], np.log(x[:, 1:] + eps)])
+    s1, c1 = CE_FEATURES.index("ce_top1_support") + 1, CE_FEATURES.index("ce_top1_contradict") + 1
+    sk, ck = CE_FEATURES.index("ce_topk_support") + 1, CE_FEATURES.index("ce_topk_contradict") + 1
+    lo1 = np.log(x[:, s1] + eps) - np.log(x[:, c1] + eps)
+    lok = np.log(x[:, sk] + eps) - np.log(x[:, ck] + eps)
+    if form == "sum" or form.startswith("sum_w"):
+        return np.column_stack([x[:, 0], lok])
+    return np.column_stack([x[:, 0], lo1, lok])
+
+
+def weights(form: str, labels: np.ndarray) -> np.ndarray:
+    w = np.ones(len(labels))
+    if form.endswith("balanced"):
+        n_nei, n_con = (labels == "NEI").sum(), (labels == "CONTRADICT").sum()
+        w[labels == "CONTRADICT"] = n_nei / max(n_con, 1)
+    return w
+
+
+class Form:
+    """One stacker form fit on (x, y): predict() gives a score (higher = SUPPORT)."""
+
+    def __init__(self, form: str, x: np.ndarray, y: np.ndarray, labels: np.ndarray, seed: int) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        self.form = form
+        f = features(form, x)
+        self.mean, self.scale = f.mean(axis=0), np.where(f.std(axis=0) > 1e-9, f.std(axis=0), 1.0)
+        # sum forms: standardized inputs added, the log odds weighted by the form's w (1 when unnamed)
+        self.w = np.ones(f.shape[1])
+        if form.startswith("sum_w"):
+            self.w[1:] = float(form[len("sum_w"):])
+        if not form.startswith("sum"):
+            self.lr = LogisticRegression(C=1.0, max_iter=2000, random_state=seed)
+            self.lr.fit((f - self.mean) / self.scale, y, sample_weight=weights(form, labels))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        z = (features(self.form, x) - self.mean) / self.scale
+        return z @ self.w if self.form.startswith("sum") else self.lr.decision_function(z)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--table", action="store_true", help="print the last result as a markdown table")
+    args = ap.parse_args()
+    if args.table:
+        print(table(json.loads((BENCH_DIR / "grounding_stack.json").read_text())))
+        return
+    from ragops.embedding import Encoder
+
+    t0 = time.perf_counter()
+    params = load_params(args.params)
+    g, paths, seed = params["grounding"], params["paths"], int(params["seed"])
+    folder = Path(paths["claims"])
+    sentences = read_sentences(folder / g["sentences_file"])
+    train = sample(read_pairs(folder / g["train_file"], sentences), int(g.get("max_train_pairs", 0)), seed)
+    test = sample(read_pairs(folder / g["eval_file"], sentences), int(g.get("max_eval_pairs", 0)), seed)
+    cfg = TrainConfig(augment=bool(g["augment"]), folds=int(g["folds"]), c_grid=tuple(float(c) for c in g["c_grid"]),
+                      seed=seed, cross_encoder=cross_encoder_config(g.get("cross_encoder"), seed))
+    encode = memo_encode(Encoder(params["embed"]["model"], device=params["embed"].get("device", "cpu")))
+    # the stage's logistic model and its out-of-fold predictions (deterministic: the same as the build's)
+    claims, owners, y_rows, synthetic = training_rows(train, cfg.augment)  # augmented rows carry their own label
+    x_train = trained_features(encode, claims, [pair_docs(p, sentences) for p in owners])
+    model, _, _, oof = fit_trained(x_train, y_rows, [p.claim_id for p in owners], synthetic, cfg)
+    groups = [p.claim_id for p in owners]
+    fold_of = dict(zip(groups, group_folds(groups, cfg.folds, cfg.seed), strict=True))
+    rows = [i for i, p in enumerate(owners) if not synthetic[i] and fold_of[p.claim_id] == 0]
+    held = [owners[i] for i in rows]
+    ce_cfg = cfg.cross_encoder
+    assert ce_cfg is not None, "grounding.cross_encoder is off: there is no stacker"
+    ce = GroundingCrossEncoder.load(Path(paths["grounding_model"]) / CE_DIR, ce_cfg.max_length, ce_cfg.top_k)
+    x = stack_inputs(oof[rows], ce_feats(ce, encode, [p.claim for p in held], [pair_docs(p, sentences) for p in held]))
+    lab = np.asarray([p.label for p in held])
+    y = lab == "SUPPORT"
+    sc = lab != "NEI"
+    inner = group_folds([p.claim_id for p in held], cfg.folds, cfg.seed + 1)
+    test_claims = [p.claim for p in test]
+    test_docs = [pair_docs(p, sentences) for p in test]
+    wrong_docs = [test_docs[j] for j in np.random.default_rng(cfg.seed).permutation(len(test))]
+    s_test = model.predict(trained_features(encode, test_claims, test_docs))
+    s_wrong = model.predict(trained_features(encode, test_claims, wrong_docs))
+    x_test = stack_inputs(s_test, ce_feats(ce, encode, test_claims, test_docs))
+    x_wrong = stack_inputs(s_wrong, ce_feats(ce, encode, test_claims, wrong_docs))
+    labels_test = [p.label for p in test]
+    out: dict = {"machine": machine(), "forms": {},
+                 "data": f"{len(held)} fold-0 pairs ({int(y.sum())} SUPPORT, {int((lab == 'CONTRADICT').sum())} "
+                         f"CONTRADICT, {int((lab == 'NEI').sum())} NEI), {len(test)} claims_dev pairs"}
+    for form in FORMS:
+        pred = np.zeros(len(y))
+        for f in range(cfg.folds):
+            pred[inner == f] = Form(form, x[inner != f], y[inner != f], lab[inner != f], seed).predict(x[inner == f])
+        fitted = Form(form, x, y, lab, seed)
+        dev = grounding_report(fitted.predict(x_test), labels_test, 0.0)
+        wrong = grounding_report(fitted.predict(x_wrong), labels_test, 0.0)
+        out["forms"][form] = {
+            "train_cv": {"auroc": round(auroc(pred, y), 4),
+                         "auroc_support_vs_contradict": round(auroc(pred[sc], y[sc]), 4)},
+            "claims_dev": {k: dev[k] for k in ("auroc", "auroc_support_vs_contradict", "auroc_support_vs_nei")},
+            "wrong_evidence_support_vs_contradict": wrong["auroc_support_vs_contradict"],
+        }
+        print(form, out["forms"][form], flush=True)
+    cv = out["forms"]
+    out["chosen_on_train"] = max(FORMS, key=lambda f: sum(cv[f]["train_cv"].values()))  # both questions alike
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    write_result("grounding_stack", out)
+    print(table(out))
+
+
+def table(out: dict) -> str:
+    rows = ["| form | train CV AUROC | train CV S vs C | claims_dev AUROC | claims_dev S vs C | claims_dev S vs NEI "
+            "| other claim's evidence, S vs C |", "|---|---|---|---|---|---|---|"]
+    for form, v in out["forms"].items():
+        t, d = v["train_cv"], v["claims_dev"]
+        mark = " (chosen on train)" if form == out["chosen_on_train"] else ""
+        rows.append(f"| `{form}`{mark} | {t['auroc']:.3f} | {t['auroc_support_vs_contradict']:.3f} | "
+                    f"{d['auroc']:.3f} | {d['auroc_support_vs_contradict']:.3f} | {d['auroc_support_vs_nei']:.3f} | "
+                    f"{v['wrong_evidence_support_vs_contradict']:.3f} |")
+    m = out["machine"]
+    where = machine_line(m) if isinstance(m, dict) else f"Machine: {m}."
+    return "\n".join(rows) + f"\n\n{out['data']}; {out['seconds']} s. {where}"
+
+
+if __name__ == "__main__":
+    main()
