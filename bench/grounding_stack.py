@@ -21,7 +21,7 @@ Forms (F = the four cross-encoder features of ragops.answer.cross_encoder.CE_FEA
   ``sum_top1`` adds the top-1 log odds too; ``sum_wW`` weighs the top-k log odds by W
   (``grounding.stacker: sum`` is this family, W chosen per build from ``grounding.stack_weights``).
 
-    python bench/grounding_stack.py [--params params.yaml]   # -> reports/bench/grounding_stack.json
+    python bench/grounding_stack.py [--params params.yaml]   # -> reports/bench/grounding_stack.json, docs/benchmarks.md
     python bench/grounding_stack.py --table                    # that file as docs/grounding.md's table
 
 Reads the build (prepare's claims copy, models/grounding), so run it after `dvc repro grounding`. Its
@@ -36,14 +36,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import BENCH_DIR, machine, machine_line, write_result
+from _common import BENCH_DIR, machine, machine_line, write_result, write_section
 
 from ragops.answer.cross_encoder import CE_DIR, CE_FEATURES, GroundingCrossEncoder, cross_encoder_config
 from ragops.answer.grounding_data import read_pairs, read_sentences
-from ragops.answer.grounding_fit import group_folds, memo_encode, pair_docs, training_rows
+from ragops.answer.grounding_fit import fit_stacker, group_folds, memo_encode, pair_docs, training_rows
 from ragops.answer.grounding_metrics import auroc, grounding_report
 from ragops.answer.grounding_train import TrainConfig, ce_feats, fit_trained
-from ragops.answer.scorers import stack_inputs, trained_features
+from ragops.answer.scorers import stack_features, stack_inputs, trained_features
 from ragops.config import load_params
 from ragops.stages.grounding import sample
 
@@ -53,47 +53,48 @@ FORMS = ("prob", "logodds", "balanced", "logodds_balanced", "logprob", "sum", "s
 def features(form: str, x: np.ndarray) -> np.ndarray:
     """x: stack_inputs (logit, then CE_FEATURES as probabilities) -> the form's inputs."""
     if form in ("prob", "balanced"):
-        return x
+        return stack_features(x, "logistic")
+    if form == "sum" or form.startswith("sum_w"):
+        return stack_features(x, "sum")  # the stage's own columns: logit, top-k log odds
     eps = 1e-6
     if form == "logprob":
         return np.column_stack([x[:, 0], np.log(x[:, 1:] + eps)])
     s1, c1 = CE_FEATURES.index("ce_top1_support") + 1, CE_FEATURES.index("ce_top1_contradict") + 1
-    sk, ck = CE_FEATURES.index("ce_topk_support") + 1, CE_FEATURES.index("ce_topk_contradict") + 1
     lo1 = np.log(x[:, s1] + eps) - np.log(x[:, c1] + eps)
-    lok = np.log(x[:, sk] + eps) - np.log(x[:, ck] + eps)
-    if form == "sum" or form.startswith("sum_w"):
-        return np.column_stack([x[:, 0], lok])
-    return np.column_stack([x[:, 0], lo1, lok])
+    return np.column_stack([stack_features(x, "sum"), lo1])  # logit, top-k and top-1 log odds
 
 
-def weights(form: str, labels: np.ndarray) -> np.ndarray:
+def weights(labels: np.ndarray) -> np.ndarray:
+    """CONTRADICT negatives weighted to as much total weight as the NEI negatives."""
     w = np.ones(len(labels))
-    if form.endswith("balanced"):
-        n_nei, n_con = (labels == "NEI").sum(), (labels == "CONTRADICT").sum()
-        w[labels == "CONTRADICT"] = n_nei / max(n_con, 1)
+    n_nei, n_con = (labels == "NEI").sum(), (labels == "CONTRADICT").sum()
+    w[labels == "CONTRADICT"] = n_nei / max(n_con, 1)
     return w
 
 
 class Form:
-    """One stacker form fit on (x, y): predict() gives a score (higher = SUPPORT)."""
+    """One stacker form fit on (x, y): predict() gives a score (higher = SUPPORT). The sum forms and the
+    unweighted regressions are the stage's own fit_stacker; only the balanced forms fit here (weighted)."""
 
     def __init__(self, form: str, x: np.ndarray, y: np.ndarray, labels: np.ndarray, seed: int) -> None:
-        from sklearn.linear_model import LogisticRegression
-
         self.form = form
         f = features(form, x)
-        self.mean, self.scale = f.mean(axis=0), np.where(f.std(axis=0) > 1e-9, f.std(axis=0), 1.0)
-        # sum forms: standardized inputs added, the log odds weighted by the form's w (1 when unnamed)
-        self.w = np.ones(f.shape[1])
-        if form.startswith("sum_w"):
-            self.w[1:] = float(form[len("sum_w"):])
-        if not form.startswith("sum"):
+        if form.endswith("balanced"):
+            from sklearn.linear_model import LogisticRegression
+
+            self.mean, self.scale = f.mean(axis=0), np.where(f.std(axis=0) > 1e-9, f.std(axis=0), 1.0)
             self.lr = LogisticRegression(C=1.0, max_iter=2000, random_state=seed)
-            self.lr.fit((f - self.mean) / self.scale, y, sample_weight=weights(form, labels))
+            self.lr.fit((f - self.mean) / self.scale, y, sample_weight=weights(labels))
+        elif form.startswith("sum"):
+            self.model = fit_stacker("sum", f, y, float(form[len("sum_w"):]) if form.startswith("sum_w") else 1.0, seed)
+        else:
+            self.model = fit_stacker("logistic", f, y, 1.0, seed)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        z = (features(self.form, x) - self.mean) / self.scale
-        return z @ self.w if self.form.startswith("sum") else self.lr.decision_function(z)
+        f = features(self.form, x)
+        if self.form.endswith("balanced"):
+            return self.lr.decision_function((f - self.mean) / self.scale)
+        return self.model.predict(f)
 
 
 def main() -> None:
@@ -161,6 +162,9 @@ def main() -> None:
     out["chosen_on_train"] = max(FORMS, key=lambda f: sum(cv[f]["train_cv"].values()))  # both questions alike
     out["seconds"] = round(time.perf_counter() - t0, 1)
     write_result("grounding_stack", out)
+    write_section("grounding_stack", "## Grounding stacker forms, chosen on claims_train's fold 0 "
+                  "(`python bench/grounding_stack.py`)\n\nThe stage uses the `sum` family, its weight chosen by the "
+                  "same cross-validation ([grounding.md](grounding.md), point 10).\n\n" + table(out))
     print(table(out))
 
 
