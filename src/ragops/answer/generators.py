@@ -120,7 +120,7 @@ def user_message(question: str, docs: Sequence[ContextDoc]) -> str:
 
 @dataclass(frozen=True)
 class AnthropicConfig:
-    model: str = "claude-sonnet-4-5"
+    model: str = "claude-sonnet-5"
     max_tokens: int = 512
     temperature: float | None = None  # None: the API's default (not sent)
     timeout_s: float = 30.0
