@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 MIRROR ?= ../shared/datasets
 BIN := $(abspath $(VENV))/bin
+# pytest-xdist workers for `make test` / `make test-fast` (0: one process). A test file runs whole on one
+# worker; tests/conftest.py orders the files so the shared tiny build starts first.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 # dvc runs the stage commands with this PATH, so `python` is the venv's.
 export PATH := $(BIN):$(PATH)
 export RAGOPS_MIRROR := $(abspath $(MIRROR))
@@ -40,11 +44,11 @@ lint: setup
 	$(BIN)/actionlint .github/workflows/*.yml
 
 test: lint browser
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 # the unit and reference tests only (no dvc build, no servers): a few minutes
 test-fast: lint
-	$(BIN)/python -m pytest --ignore=tests/integration
+	$(PYTEST) --ignore=tests/integration
 
 # The search-page test drives Debian's chromium through Playwright (Playwright's own browser download is
 # never used). Installed once; a no-op when present. Needs root or sudo (CI runners have both).

@@ -13,6 +13,29 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "all-MiniLM-L6-v2"
 
+# The order files are handed out in. `make test` runs two pytest-xdist workers with --dist loadfile (a file
+# runs whole on one worker, so a module fixture is set up once): first the file whose fixture builds the shared
+# tiny project and the one that builds its own project beside it, then the unit tests (they keep the other
+# worker busy while the build runs), then the other integration files, longest first (the last to start
+# should be short). Within a file the order is the file's own; a run without workers keeps this order too.
+FIRST = ("integration/test_ask.py", "integration/test_own_documents.py")
+LONGEST_FIRST = ("test_flow.py", "test_registry.py", "test_pipeline_dvc.py", "test_ci_gate.py", "test_faults.py",
+                 "test_serve.py", "test_served_package.py", "test_page.py", "test_judge.py", "test_training.py")
+
+
+def _file_rank(item: pytest.Item) -> tuple[int, int]:
+    rel = Path(str(item.path)).resolve().relative_to(REPO / "tests").as_posix()
+    if rel in FIRST:
+        return 0, FIRST.index(rel)
+    if not rel.startswith("integration/"):
+        return 1, 0
+    name = rel.rsplit("/", 1)[-1]
+    return 2, LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=_file_rank)  # stable: the order within each rank is kept
+
 
 def _mirror_root() -> Path:
     return Path(os.environ.get("RAGOPS_MIRROR", REPO.parent / "shared" / "datasets"))

@@ -88,20 +88,49 @@ def mirror_root() -> Path:
     return root
 
 
+def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder every test process of this run shares: the session's base temporary folder, or under
+    pytest-xdist (`make test` runs two workers) its parent, of which each worker's own is a child."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def embedding_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One embedding cache for every project copy of the session: the tiny corpus is encoded once."""
-    return tmp_path_factory.mktemp("embcache")
+    """One embedding cache for every project copy of the run (every worker's): the tiny corpus is encoded
+    once. Safe to share: cache blocks are written atomically (tests/test_dask_embed.py fills one from two
+    processes)."""
+    folder = shared_root(tmp_path_factory) / "embcache"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="session")
 def built_project(tmp_path_factory: pytest.TempPathFactory, mirror_root: Path, embedding_cache: Path) -> Path:
-    """The tiny profile built from scratch: `ragops data fetch` then `dvc repro`. Shared by the integration
-    tests, which only read it (or serve it from their own folders); a test that changes params, outputs or
-    the registry works on clone_build() of it."""
-    root = copy_project(tmp_path_factory.mktemp("project"), embedding_cache)
-    run(["ragops", "data", "fetch", "--mirror", str(mirror_root)], root)
-    run(["dvc", "repro"], root)
+    """The tiny profile built from scratch: `ragops data fetch` then `dvc repro`, once per run. Shared by the
+    integration tests, which only read it (or serve it from their own folders); a test that changes params,
+    outputs or the registry works on clone_build() of it. Under pytest-xdist the first worker that needs it
+    builds it while holding a file lock; the others wait on the lock and then read the same folder (or fail
+    at once with the builder's error)."""
+    from filelock import FileLock
+
+    top = shared_root(tmp_path_factory)
+    root, built, failed = top / "project", top / "project.built", top / "project.failed"
+    with FileLock(str(top / "project.lock")):
+        if failed.exists():
+            pytest.fail(f"the shared tiny build failed in another test process:\n{failed.read_text()}", pytrace=False)
+        if not built.exists():
+            if root.exists():  # a partial build of a process that died: start again
+                shutil.rmtree(root)
+            root.mkdir()
+            try:
+                copy_project(root, embedding_cache)
+                run(["ragops", "data", "fetch", "--mirror", str(mirror_root)], root)
+                run(["dvc", "repro"], root)
+            except BaseException as exc:
+                failed.write_text(str(exc)[-8000:])
+                raise
+            built.touch()
     return root
 
 
