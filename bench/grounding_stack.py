@@ -34,6 +34,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from _common import BENCH_DIR, machine, machine_line, write_result, write_section
@@ -97,18 +98,13 @@ class Form:
         return self.model.predict(f)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--table", action="store_true", help="print the last result as a markdown table")
-    args = ap.parse_args()
-    if args.table:
-        print(table(json.loads((BENCH_DIR / "grounding_stack.json").read_text())))
-        return
+def fold0_setup(params_path: str) -> SimpleNamespace:
+    """What the stage's stacker is fit on, re-derived with the stage's own code and seed: fold 0's pairs with
+    the logistic model's out-of-fold logit and the saved cross-encoder's features (x, labels, the inner
+    split), and claims_dev with the right and a wrong claim's evidence. bench/grounding_sentences.py reads it too."""
     from ragops.embedding import Encoder
 
-    t0 = time.perf_counter()
-    params = load_params(args.params)
+    params = load_params(params_path)
     g, paths, seed = params["grounding"], params["paths"], int(params["seed"])
     folder = Path(paths["claims"])
     sentences = read_sentences(folder / g["sentences_file"])
@@ -141,6 +137,21 @@ def main() -> None:
     x_test = stack_inputs(s_test, ce_feats(ce, encode, test_claims, test_docs))
     x_wrong = stack_inputs(s_wrong, ce_feats(ce, encode, test_claims, wrong_docs))
     labels_test = [p.label for p in test]
+    return SimpleNamespace(**{k: v for k, v in locals().items() if k not in ("params_path", "Encoder")})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--table", action="store_true", help="print the last result as a markdown table")
+    args = ap.parse_args()
+    if args.table:
+        print(table(json.loads((BENCH_DIR / "grounding_stack.json").read_text())))
+        return
+    t0 = time.perf_counter()
+    b = fold0_setup(args.params)
+    x, y, lab, sc, inner, cfg, seed = b.x, b.y, b.lab, b.sc, b.inner, b.cfg, b.seed
+    x_test, x_wrong, labels_test, held, test = b.x_test, b.x_wrong, b.labels_test, b.held, b.test
     out: dict = {"machine": machine(), "forms": {},
                  "data": f"{len(held)} fold-0 pairs ({int(y.sum())} SUPPORT, {int((lab == 'CONTRADICT').sum())} "
                          f"CONTRADICT, {int((lab == 'NEI').sum())} NEI), {len(test)} claims_dev pairs"}
@@ -158,14 +169,20 @@ def main() -> None:
             "wrong_evidence_support_vs_contradict": wrong["auroc_support_vs_contradict"],
         }
         print(form, out["forms"][form], flush=True)
+    publish("grounding_stack", out, t0, table, "## Grounding stacker forms, chosen on claims_train's fold 0 "
+            "(`python bench/grounding_stack.py`)\n\nThe stage uses the `sum` family, its weight chosen by the same "
+            "cross-validation ([grounding.md](grounding.md), point 10).")
+
+
+def publish(name: str, out: dict, t0: float, render, heading: str) -> None:
+    """Choose on train (AUROC overall plus SUPPORT vs CONTRADICT: both questions alike), then write the result
+    (reports/bench/<name>.json) and its table (docs/benchmarks.md) and print the table."""
     cv = out["forms"]
-    out["chosen_on_train"] = max(FORMS, key=lambda f: sum(cv[f]["train_cv"].values()))  # both questions alike
+    out["chosen_on_train"] = max(cv, key=lambda f: sum(cv[f]["train_cv"].values()))
     out["seconds"] = round(time.perf_counter() - t0, 1)
-    write_result("grounding_stack", out)
-    write_section("grounding_stack", "## Grounding stacker forms, chosen on claims_train's fold 0 "
-                  "(`python bench/grounding_stack.py`)\n\nThe stage uses the `sum` family, its weight chosen by the "
-                  "same cross-validation ([grounding.md](grounding.md), point 10).\n\n" + table(out))
-    print(table(out))
+    write_result(name, out)
+    write_section(name, f"{heading}\n\n{render(out)}")
+    print(render(out))
 
 
 def table(out: dict) -> str:
