@@ -5,10 +5,12 @@ PYTHON ?= python3
 VENV ?= .venv
 MIRROR ?= ../shared/datasets
 BIN := $(abspath $(VENV))/bin
-# pytest-xdist workers for `make test` / `make test-fast` (0: one process). A test file runs whole on one
-# worker; tests/conftest.py orders the files so the shared tiny build starts first.
+# pytest-xdist workers (0: one process). A test file runs whole on one worker; tests/conftest.py orders the
+# files so the shared tiny build starts first. The unit tests alone gain nothing from two workers (362 s in one
+# process, 370 s on two: their model steps already use both cores), so test-fast runs one by default.
 TEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+FAST_WORKERS ?= 0
+PYTEST := $(BIN)/python -m pytest --dist loadfile --no-loadscope-reorder
 # dvc runs the stage commands with this PATH, so `python` is the venv's.
 export PATH := $(BIN):$(PATH)
 export RAGOPS_MIRROR := $(abspath $(MIRROR))
@@ -44,11 +46,11 @@ lint: setup
 	$(BIN)/actionlint .github/workflows/*.yml
 
 test: lint browser
-	$(PYTEST)
+	$(PYTEST) -n $(TEST_WORKERS)
 
 # the unit and reference tests only (no dvc build, no servers): a few minutes
 test-fast: lint
-	$(PYTEST) --ignore=tests/integration
+	$(PYTEST) -n $(FAST_WORKERS) --ignore=tests/integration
 
 # The search-page test drives Debian's chromium through Playwright (Playwright's own browser download is
 # never used). Installed once; a no-op when present. Needs root or sudo (CI runners have both).
