@@ -164,7 +164,8 @@ def assemble_pipeline(parts: Mapping[str, Any], config: Mapping[str, Any], modes
         if ft_enc is not None:
             ft = replace(base, dense_index=faiss_ft_f.result(), encode=ft_enc,
                          fusion=FusionConfig(**config.get("fusion_ft") or config["fusion"]))
-    reranker = load_reranker(parts["reranker"], config["rerank"], docs, onnx_dir) if "reranker" in need else None
+    reranker = (load_reranker(parts["reranker"], config["rerank"], docs, onnx_dir, packaged=bool(parts.get("onnx")))
+                if "reranker" in need else None)
     default = default_mode or (config.get("mode") if config.get("mode") in want else None) or \
         next((m for m in ("hybrid", "bm25") if m in want), want[0])
     return SearchPipeline(base=base, ft=ft, reranker=reranker, default_mode=default), docs
@@ -179,9 +180,10 @@ def read_docs(path: str | Path) -> pd.DataFrame:
 
 
 def load_reranker(folder: str | Path, cfg: Mapping[str, Any], docs: pd.DataFrame,
-                  onnx_dir: str | Path | None = None) -> Reranker:
+                  onnx_dir: str | Path | None = None, packaged: bool = False) -> Reranker:
     """The cross-encoder in ``folder`` over ``docs`` under ``cfg`` (n, weight, max_length, batch_size,
-    backend: torch, or onnx-int8 exported once into ``onnx_dir``)."""
+    backend: torch, or onnx-int8 exported once into ``onnx_dir``; ``packaged``: a registered package's
+    folder, whose export is served as it is: ``ragops.onnx_reranker.ensure_export``)."""
     from ragops.onnx_reranker import OnnxCrossEncoder, check_backend, ensure_export
     from ragops.rerank import CrossEncoderScorer, doc_passage
 
@@ -189,7 +191,7 @@ def load_reranker(folder: str | Path, cfg: Mapping[str, Any], docs: pd.DataFrame
         raise RagopsError(f"the reranker folder {folder} is missing")
     max_length = int(cfg.get("max_length", 160))
     if check_backend(str(cfg.get("backend", "torch"))) == "onnx-int8":
-        scorer = OnnxCrossEncoder(ensure_export(folder, onnx_dir or "~/.cache/ragops/onnx"), max_length)
+        scorer = OnnxCrossEncoder(ensure_export(folder, onnx_dir or "~/.cache/ragops/onnx", packaged), max_length)
     else:
         scorer = CrossEncoderScorer(folder, max_length, int(cfg.get("batch_size", 32)))
     passages = {d: doc_passage(t, x) for d, t, x in zip(docs["doc_id"], docs["title"], docs["text"], strict=True)}

@@ -32,6 +32,20 @@ def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> Co
     return ConfigError(f"unknown {kind} {name!r}; valid: {', '.join(sorted(valid))}")
 
 
+def checked_choice(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> str:
+    """``name`` when it is one of ``valid``, else :func:`unknown_name`'s error."""
+    if name not in valid:
+        raise unknown_name(kind, name, valid)
+    return name
+
+
+def checked_keys(section: str, given, known) -> None:
+    """A config section's keys against the fields it may have: unknown ones are an error that lists both."""
+    extra = set(given) - set(known)
+    if extra:
+        raise ConfigError(f"{section}: unknown keys {sorted(extra)}; valid: {sorted(known)}")
+
+
 def debug_enabled() -> bool:
     """``RAGOPS_DEBUG=1`` (or ``ragops --debug``): errors keep their traceback."""
     return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")

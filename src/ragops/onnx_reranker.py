@@ -9,38 +9,62 @@ package carries it, so a fresh process does not export again.
 One query's passages per session run (``OnnxCrossEncoder``): on 2 cores six 64-token pairs take ~19 ms
 batched against ~30 ms one pair per run, since int8 GEMMs want rows. The nDCG@10 against PyTorch is
 measured on dev and test by ``bench/onnx_reranker.py``.
+
+Mixed precision (recipe 2): the feed-forward MatMuls of the first ``FP32_LAYERS`` encoder layers stay fp32,
+every other weight is int8 per output channel. Int8 activations take one scale per tensor, and the early
+layers' feed-forward inputs carry the outliers that scale wastes its range on: on the SciFact reranker
+(dev, hybrid_ft's top 10) leaving those four MatMuls in fp32 halves the scores' deviation from PyTorch
+(0.096 -> 0.043 z-units a passage) for ~15% of the int8 speed-up (docs/DECISIONS.md, "Reranker recipe").
+Recipe 1 (all int8) exports are named ``<fingerprint>-ce``; a registered package that carries one still
+serves it (what was gated is what is served), while a local cache re-exports under the new name.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ragops.errors import ConfigError, unknown_name
+from ragops.errors import ConfigError, checked_choice
 from ragops.io import atomic_dir
 
 BACKENDS = ("torch", "onnx-int8")
 FILE = "model_int8.onnx"
 OPSET = 17
+RECIPE = 2  # 1: every MatMul int8; 2: the first FP32_LAYERS layers' feed-forward MatMuls fp32
+FP32_LAYERS = 2
+# the feed-forward MatMuls of a BERT-style encoder as the TorchScript exporter names them (not the
+# attention's output projection, ".../layer.N/attention/output/dense/MatMul")
+FFN_MATMUL = re.compile(r"/encoder/layer\.(\d+)/(?:intermediate|output)/dense/MatMul$")
 
 
 def check_backend(backend: str) -> str:
-    if backend not in BACKENDS:
-        raise unknown_name("rerank.backend", backend, BACKENDS)
-    return backend
+    return checked_choice("rerank.backend", backend, BACKENDS)
 
 
-def export_dir(onnx_dir: str | Path, fingerprint: str) -> Path:
-    return Path(onnx_dir).expanduser() / f"{fingerprint[:16]}-ce"
+def export_dir(onnx_dir: str | Path, fingerprint: str, recipe: int = RECIPE) -> Path:
+    """Where the export of the model with ``fingerprint`` under ``recipe`` lies in ``onnx_dir``."""
+    return Path(onnx_dir).expanduser() / f"{fingerprint[:16]}-ce{recipe if recipe > 1 else ''}"
+
+
+def fp32_nodes(graph_nodes, layers: int = FP32_LAYERS) -> list[str]:
+    """The names of the feed-forward MatMuls of encoder layers ``0 .. layers - 1``: kept in fp32."""
+    out = []
+    for node in graph_nodes:
+        m = FFN_MATMUL.search(node.name) if node.op_type == "MatMul" else None
+        if m and int(m.group(1)) < layers:
+            out.append(node.name)
+    return out
 
 
 def export_cross_encoder(model_path: str | Path, out: str | Path) -> Path:
-    """Export the one-logit sequence classifier at ``model_path`` to ``out/model_int8.onnx`` (fused,
-    then int8 weights per output channel), with its tokenizer and ``meta.json``; all appear together."""
+    """Export the one-logit sequence classifier at ``model_path`` to ``out/model_int8.onnx`` (fused, then
+    int8 weights per output channel but for :func:`fp32_nodes`), with its tokenizer and ``meta.json``; all
+    appear together."""
     import onnx
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -76,23 +100,36 @@ def export_cross_encoder(model_path: str | Path, out: str | Path) -> Path:
         optimize_model(str(traced), model_type="bert", num_heads=int(config.num_attention_heads),
                        hidden_size=int(config.hidden_size)).save_model_to_file(str(fp32))
         traced.unlink()
+        keep = fp32_nodes(onnx.load(str(fp32), load_external_data=False).graph.node)
         quantize_dynamic(str(fp32), str(tmp / FILE), per_channel=True, weight_type=QuantType.QInt8,
+                         nodes_to_exclude=keep,
                          extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
         fp32.unlink()  # only the int8 model is run; the fp32 one would double the package
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         # the source's fingerprint, not its path: the export's own fingerprint (its meta.json and tokenizer,
         # what ragops.models.model_fingerprint reads) names the model and the backend, wherever they lie
-        meta = {"input_names": names, "backend": "onnx-int8", "source_fingerprint": model_fingerprint(model_path)}
+        meta = {"input_names": names, "backend": "onnx-int8", "recipe": RECIPE, "fp32_nodes": keep,
+                "source_fingerprint": model_fingerprint(model_path)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     return Path(out)
 
 
-def ensure_export(model_path: str | Path, onnx_dir: str | Path) -> Path:
-    """The export folder of the reranker at ``model_path``, exporting it first if it is not there yet."""
+def _complete(folder: Path) -> bool:
+    return (folder / "meta.json").is_file() and (folder / FILE).is_file()
+
+
+def ensure_export(model_path: str | Path, onnx_dir: str | Path, packaged: bool = False) -> Path:
+    """The export folder of the reranker at ``model_path``, exporting it first if it is not there yet.
+
+    ``packaged``: ``onnx_dir`` is a registered package's, whose export is served whatever its recipe (an
+    older package's recipe-1 export included); a cache gets the current recipe."""
     from ragops.models import model_fingerprint
 
-    out = export_dir(onnx_dir, model_fingerprint(model_path))
-    if not (out / "meta.json").is_file() or not (out / FILE).is_file():
+    fingerprint = model_fingerprint(model_path)
+    out = export_dir(onnx_dir, fingerprint)
+    if packaged and not _complete(out) and _complete(export_dir(onnx_dir, fingerprint, recipe=1)):
+        return export_dir(onnx_dir, fingerprint, recipe=1)
+    if not _complete(out):
         export_cross_encoder(model_path, out)
     return out
 

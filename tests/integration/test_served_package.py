@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from ragops.harness import background, free_port
+from ragops.onnx_reranker import RECIPE
 
 from .conftest import run
 
@@ -110,7 +111,7 @@ def test_the_package_carries_every_mode_and_serves_the_one_chosen_on_dev(built_p
     onnx = package / parts["onnx"]["path"]
     exports = sorted(p.parent.name for p in onnx.glob("*/model_int8.onnx"))
     # both query encoders and the reranker (rerank.backend onnx-int8)
-    assert len(exports) == 3 and sum(e.endswith("-ce") for e in exports) == 1, exports
+    assert len(exports) == 3 and sum(e.endswith(f"-ce{RECIPE}") for e in exports) == 1, exports
     rows = json.loads(run(["ragops", "models", "--json"], built_project).stdout)["versions"]
     assert next(r for r in rows if r["version"] == summary["version"])["mode"] == summary["served_mode"]
 

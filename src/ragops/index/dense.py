@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ragops.errors import ConfigError, unknown_name
+from ragops.errors import ConfigError, checked_keys, unknown_name
 from ragops.io import atomic_dir
 
 DENSE_KINDS = ("flat", "ivf", "hnsw")
@@ -33,10 +33,7 @@ class DenseConfig:
 
     @staticmethod
     def from_params(p: dict) -> DenseConfig:
-        known = DenseConfig.__dataclass_fields__
-        extra = set(p) - set(known)
-        if extra:
-            raise ConfigError(f"index.dense: unknown keys {sorted(extra)}; valid: {sorted(known)}")
+        checked_keys("index.dense", p, DenseConfig.__dataclass_fields__)
         return DenseConfig(**p)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ragops.errors import ConfigError, unknown_name
+from ragops.errors import ConfigError, checked_keys, unknown_name
 from ragops.io import atomic_dir
 from ragops.records import Hits
 
@@ -46,10 +46,7 @@ class BM25Config:
 
     @staticmethod
     def from_params(p: dict) -> BM25Config:
-        known = BM25Config.__dataclass_fields__
-        extra = set(p) - set(known)
-        if extra:
-            raise ConfigError(f"index.bm25: unknown keys {sorted(extra)}; valid: {sorted(known)}")
+        checked_keys("index.bm25", p, BM25Config.__dataclass_fields__)
         return BM25Config(**p)
 
 

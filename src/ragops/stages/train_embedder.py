@@ -18,9 +18,9 @@ from ragops.dagdeps import training_code
 from ragops.evaluation import qrels_for_split
 from ragops.io import atomic_dir, read_npy, write_json
 from ragops.timing import run_stage
-from ragops.training.artifacts import MARKER, file_sha256, reusable, training_key, write_skipped
-from ragops.training.data import best_chunk_rows, build_examples, interleave, train_positives
+from ragops.training.data import best_chunk_rows, build_examples, interleave
 from ragops.training.embedder import TrainConfig, rerank_pool_score, train_bi_encoder
+from ragops.training.stage import MARKER, marker, mined_runs, start
 
 log = logging.getLogger("ragops.train_embedder")
 # the training code, part of the training key: every file this stage runs (its dvc.yaml code deps)
@@ -41,19 +41,10 @@ def train_config(cfg: dict[str, Any], seed: int) -> TrainConfig:
 
 def main(params: dict[str, Any]) -> None:
     paths, cfg, seed = params["paths"], params["train"]["embedder"], int(params["seed"])
-    qrels = pd.read_parquet(paths["qrels"])
-    positives = train_positives(qrels)
-    if not cfg.get("enabled", True) or not positives:
-        reason = "disabled (train.embedder.enabled)" if positives else "no train judgments in the dataset"
-        log.info("embedder not trained: %s", reason)
-        write_skipped(paths["embedder"], reason)
+    started = start(params, "embedder", CODE)
+    if started is None:
         return
-    key = training_key(params, cfg, CODE)
-    if reusable(paths["embedder"], key, str(params["train"].get("retrain", "always"))):
-        log.info(
-            "embedder kept: its training key is unchanged (train.retrain: on_train_change; RAGOPS_RETRAIN=1 retrains)"
-        )
-        return
+    positives, key = started
     from ragops.models import load_sentence_transformer
 
     text_of = pd.read_parquet(paths["queries"]).set_index("query_id")["text"]
@@ -61,8 +52,7 @@ def main(params: dict[str, Any]) -> None:
     doc_rows = chunks.groupby("doc_id").indices
     retriever = load_retriever(params)
     qids = sorted(positives)
-    dense, sparse = retriever.components([text_of[q] for q in qids])
-    runs = {q: [d, s] for q, d, s in zip(qids, dense, sparse, strict=True)}
+    runs = mined_runs(retriever, text_of, qids)
     examples = build_examples(positives, runs, int(cfg["negatives"]), int(cfg["skip_top"]), int(cfg["neg_pool"]), seed)
     # Each doc is read through its chunk closest to the query under the base model (MaxP's chunk).
     qpos = {q: i for i, q in enumerate(qids)}
@@ -97,24 +87,8 @@ def main(params: dict[str, Any]) -> None:
     )
     with atomic_dir(paths["embedder"]) as tmp:
         model.save(str(tmp), safe_serialization=True)
-        write_json(
-            tmp / MARKER,
-            {
-                "trained": True,
-                "train_key": key,
-                "corpus_chunks_sha256": file_sha256(paths["chunks"]),  # the corpus it was trained on
-                "base": params["embed"]["model"],
-                "seed": seed,
-                "examples": len(examples),
-                "train_queries": len(qids),
-                "negatives": n_neg,
-                "best_epoch": result.best_epoch,
-                "dev_ndcg@10_by_epoch": result.dev,
-                "steps": result.steps,
-                "seconds": round(result.seconds, 1),
-                "config": cfg,
-            },
-        )
+        write_json(tmp / MARKER, marker(params, "embedder", key, result, examples=len(examples),
+                                        train_queries=len(qids), negatives=n_neg))
     log.info("embedder: best epoch %d, dev by epoch %s, %.0fs", result.best_epoch, result.dev, result.seconds)
 
 

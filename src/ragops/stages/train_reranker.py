@@ -24,9 +24,9 @@ from ragops.records import Hits
 from ragops.rerank import doc_passage, rerank_hits
 from ragops.stages.train_embedder import train_config
 from ragops.timing import run_stage
-from ragops.training.artifacts import MARKER, file_sha256, reusable, training_key, write_skipped
-from ragops.training.data import build_examples, interleave, train_positives
+from ragops.training.data import build_examples, interleave
 from ragops.training.reranker import init_cross_encoder, train_cross_encoder
+from ragops.training.stage import MARKER, marker, mined_runs, start
 
 log = logging.getLogger("ragops.train_reranker")
 # the training code, part of the training key: every file this stage runs (its dvc.yaml code deps)
@@ -35,26 +35,16 @@ CODE = training_code("train_reranker")
 
 def main(params: dict[str, Any]) -> None:
     paths, cfg, seed = params["paths"], params["train"]["reranker"], int(params["seed"])
-    qrels = pd.read_parquet(paths["qrels"])
-    positives = train_positives(qrels)
-    if not cfg.get("enabled", True) or not positives:
-        reason = "disabled (train.reranker.enabled)" if positives else "no train judgments in the dataset"
-        log.info("reranker not trained: %s", reason)
-        write_skipped(paths["reranker"], reason)
+    started = start(params, "reranker", CODE)
+    if started is None:
         return
-    key = training_key(params, cfg, CODE)
-    if reusable(paths["reranker"], key, str(params["train"].get("retrain", "always"))):
-        log.info(
-            "reranker kept: its training key is unchanged (train.retrain: on_train_change; RAGOPS_RETRAIN=1 retrains)"
-        )
-        return
+    positives, key = started
     text_of = pd.read_parquet(paths["queries"]).set_index("query_id")["text"]
     docs = pd.read_parquet(paths["docs"])
     passage = {d: doc_passage(t, x) for d, t, x in zip(docs["doc_id"], docs["title"], docs["text"], strict=True)}
     retriever = load_retriever(params)
     qids = sorted(positives)
-    dense, sparse = retriever.components([text_of[q] for q in qids])
-    runs = {q: [d, s] for q, d, s in zip(qids, dense, sparse, strict=True)}
+    runs = mined_runs(retriever, text_of, qids)
     examples = build_examples(positives, runs, int(cfg["negatives"]), int(cfg["skip_top"]), int(cfg["neg_pool"]), seed)
     n = min(len(ex.negatives) for ex in examples) + 1
     queries = [text_of[ex.query_id] for ex in examples]
@@ -72,24 +62,8 @@ def main(params: dict[str, Any]) -> None:
     with atomic_dir(paths["reranker"]) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tok.save_pretrained(str(tmp))
-        write_json(
-            tmp / MARKER,
-            {
-                "trained": True,
-                "train_key": key,
-                "corpus_chunks_sha256": file_sha256(paths["chunks"]),  # the corpus it was trained on
-                "base": params["embed"]["model"],
-                "seed": seed,
-                "groups": len(examples),
-                "train_queries": len(qids),
-                "group_size": n,
-                "best_epoch": result.best_epoch,
-                "dev_ndcg@10_by_epoch": result.dev,
-                "steps": result.steps,
-                "seconds": round(result.seconds, 1),
-                "config": cfg,
-            },
-        )
+        write_json(tmp / MARKER, marker(params, "reranker", key, result, groups=len(examples),
+                                        train_queries=len(qids), group_size=n))
     log.info("reranker: best epoch %d, dev by epoch %s, %.0fs", result.best_epoch, result.dev, result.seconds)
 
 

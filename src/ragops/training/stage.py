@@ -1,0 +1,61 @@
+"""What the two retrieval training stages (train_embedder, train_reranker) share: whether to train at all,
+the hard-negative runs they mine from, and the marker a trained model carries."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from ragops.training.artifacts import MARKER, file_sha256, reusable, training_key, write_skipped
+from ragops.training.data import train_positives
+
+
+def start(params: dict[str, Any], name: str, code: Sequence) -> tuple[dict[str, set[str]], str] | None:
+    """``(train positives, training key)`` of model ``name`` (``train.<name>``, saved at ``paths.<name>``),
+    or None when there is nothing to train: disabled or no train judgments (a skipped marker is written),
+    or a model whose training key is unchanged is kept (``train.retrain: on_train_change``)."""
+    log = logging.getLogger(f"ragops.train_{name}")
+    paths, cfg = params["paths"], params["train"][name]
+    positives = train_positives(pd.read_parquet(paths["qrels"]))
+    if not cfg.get("enabled", True) or not positives:
+        reason = f"disabled (train.{name}.enabled)" if positives else "no train judgments in the dataset"
+        log.info("%s not trained: %s", name, reason)
+        write_skipped(paths[name], reason)
+        return None
+    key = training_key(params, cfg, code)
+    if reusable(paths[name], key, str(params["train"].get("retrain", "always"))):
+        log.info("%s kept: its training key is unchanged (train.retrain: on_train_change; RAGOPS_RETRAIN=1 "
+                 "retrains)", name)
+        return None
+    return positives, key
+
+
+def mined_runs(retriever, text_of, qids: Sequence[str]) -> dict[str, list]:
+    """Each query's base dense and BM25 lists, ``{query_id: [dense hits, bm25 hits]}``: where hard
+    negatives are mined."""
+    dense, sparse = retriever.components([text_of[q] for q in qids])
+    return {q: [d, s] for q, d, s in zip(qids, dense, sparse, strict=True)}
+
+
+def marker(params: dict[str, Any], name: str, key: str, result, **counts: Any) -> dict[str, Any]:
+    """The ``training.json`` of a model just trained: its key, the corpus, the base model, the seed,
+    ``counts`` (examples, queries, ...), the epoch chosen on dev and the training's time."""
+    return {
+        "trained": True,
+        "train_key": key,
+        "corpus_chunks_sha256": file_sha256(params["paths"]["chunks"]),  # the corpus it was trained on
+        "base": params["embed"]["model"],
+        "seed": int(params["seed"]),
+        **counts,
+        "best_epoch": result.best_epoch,
+        "dev_ndcg@10_by_epoch": result.dev,
+        "steps": result.steps,
+        "seconds": round(result.seconds, 1),
+        "config": params["train"][name],
+    }
+
+
+__all__ = ["MARKER", "marker", "mined_runs", "start"]
