@@ -28,8 +28,8 @@ def main() -> None:
     ap.add_argument("--scorers", default="lexical,embedding,trained")
     args = ap.parse_args()
     from ragops.answer.answerer import build_answerer
-    from ragops.artifacts import load_pipeline
     from ragops.config import load_params
+    from ragops.retrieval.load import load_pipeline
 
     params = load_params()
     t0 = time.perf_counter()

@@ -23,7 +23,7 @@ def main() -> None:
     ap.add_argument("--model", default="models/embedder")
     ap.add_argument("--n", type=int, default=96)
     args = ap.parse_args()
-    from ragops.models import load_sentence_transformer
+    from ragops.encode.models import load_sentence_transformer
 
     m = load_sentence_transformer(args.model)
     texts = pd.read_parquet("data/processed/chunks.parquet")["text"].tolist()[: args.n]

@@ -26,9 +26,9 @@ from _common import REPO, machine, machine_line, write_result, write_section
 
 
 def load_chunks(mirror: Path, n_docs: int) -> tuple[list[str], list[int]]:
-    from ragops.chunking import chunk_documents
     from ragops.data.beir import read_corpus
-    from ragops.models import load_tokenizer
+    from ragops.data.chunking import chunk_documents
+    from ragops.encode.models import load_tokenizer
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     folder = mirror / "scifact"
@@ -41,7 +41,7 @@ def load_chunks(mirror: Path, n_docs: int) -> tuple[list[str], list[int]]:
 
 
 def timed_embed(texts: list[str], lengths: list[int], encoder, dim: int, block_size: int) -> tuple[np.ndarray, float]:
-    from ragops.embedding import embed_with_cache
+    from ragops.encode.encoder import embed_with_cache
 
     t0 = time.perf_counter()
     emb, _ = embed_with_cache(texts, encoder, None, dim, block_size=block_size, lengths=lengths,
@@ -61,7 +61,7 @@ def _zeros(texts: list[str]) -> np.ndarray:
 
 def on_cluster(workers: int, texts: list[str], lengths: list[int], model: str, batch_size: int,
                block_size: int) -> dict:
-    from ragops.dask_embed import DaskEncoder, DaskSpec, connect
+    from ragops.encode.dask import DaskEncoder, DaskSpec, connect
 
     t0 = time.perf_counter()
     with connect(DaskSpec(workers=workers, processes=True)) as client:
@@ -83,7 +83,7 @@ def client_cost(texts: list[str], lengths: list[int], block_size: int) -> float:
     """What the client itself spends per run (keys, cache writes, assembly), with an instant encoder."""
     import tempfile
 
-    from ragops.embedding import EmbeddingCache, embed_with_cache
+    from ragops.encode.encoder import EmbeddingCache, embed_with_cache
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -103,7 +103,7 @@ def main() -> None:
     texts, lengths = load_chunks(args.mirror.resolve(), args.docs)
     tokens = int(sum(lengths))
 
-    from ragops.embedding import Encoder
+    from ragops.encode.encoder import Encoder
 
     t0 = time.perf_counter()
     encoder = Encoder(model, device="cpu", batch_size=batch_size)

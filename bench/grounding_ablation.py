@@ -19,7 +19,7 @@ from ragops.answer.grounding_fit import fit_logistic, group_folds, memo_encode, 
 from ragops.answer.grounding_metrics import auroc
 from ragops.answer.scorers import FEATURES, trained_features
 from ragops.answer.text import decrease_count, negation_count
-from ragops.embedding import Encoder
+from ragops.encode.encoder import Encoder
 
 
 def main() -> None:

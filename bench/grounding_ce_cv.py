@@ -42,7 +42,7 @@ from ragops.answer.scorers import rank_sentences, stack_inputs, trained_features
 
 
 def model_path(model: str) -> str:
-    from ragops.models import offline_env, resolve_model
+    from ragops.encode.models import offline_env, resolve_model
 
     offline_env()
     return model if Path(model).is_dir() else str(resolve_model(model))

@@ -20,8 +20,8 @@ from ragops.answer.grounding_fit import fit_logistic, group_folds, memo_encode, 
 from ragops.answer.grounding_metrics import auroc
 from ragops.answer.grounding_train import ce_feats
 from ragops.answer.scorers import rank_sentences, stack_inputs, trained_features
-from ragops.embedding import Encoder
-from ragops.models import resolve_model
+from ragops.encode.encoder import Encoder
+from ragops.encode.models import resolve_model
 
 
 def main() -> None:

@@ -40,8 +40,8 @@ from ragops.answer.grounding_train import ce_feats
 from ragops.answer.nli_data import load_source
 from ragops.answer.nli_pretrain import evaluate, pretrain
 from ragops.config import load_params
-from ragops.embedding import Encoder
-from ragops.models import resolve_model
+from ragops.encode.encoder import Encoder
+from ragops.encode.models import resolve_model
 from ragops.stages.grounding_pretrain import config
 
 ARMS = {"healthver": ("healthver",), "healthver+covidfact": ("healthver", "covidfact"),

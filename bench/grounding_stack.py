@@ -102,7 +102,7 @@ def fold0_setup(params_path: str) -> SimpleNamespace:
     """What the stage's stacker is fit on, re-derived with the stage's own code and seed: fold 0's pairs with
     the logistic model's out-of-fold logit and the saved cross-encoder's features (x, labels, the inner
     split), and claims_dev with the right and a wrong claim's evidence. bench/grounding_sentences.py reads it too."""
-    from ragops.embedding import Encoder
+    from ragops.encode.encoder import Encoder
 
     params = load_params(params_path)
     g, paths, seed = params["grounding"], params["paths"], int(params["seed"])

@@ -3,7 +3,7 @@
     python bench/latency.py [--root .] [--k 10]
 
 Needs a built project (`dvc repro`): the indexes in params.yaml's paths. Times, per query, end to end
-(query encoding included): every retrieval mode the build carries (ragops.pipeline.SearchPipeline:
+(query encoding included): every retrieval mode the build carries (ragops.retrieval.pipeline.SearchPipeline:
 bm25, dense, hybrid, and with trained models dense_ft, hybrid_ft, hybrid_rerank, hybrid_ft_rerank) with
 the queries encoded by each ``embed.backend`` (torch and onnx-int8), and the baselines of
 ../shared/BASELINES.md reimplemented in bench/naive.py: rank-bm25, numpy cosine
@@ -62,10 +62,10 @@ def main() -> None:
     ap.add_argument("--split", default="test")
     args = ap.parse_args()
     os.chdir(args.root)
-    from ragops.artifacts import load_pipeline
     from ragops.config import load_params
-    from ragops.evaluation import qrels_for_split
-    from ragops.metrics import mean_metrics
+    from ragops.eval.evaluation import qrels_for_split
+    from ragops.eval.metrics import mean_metrics
+    from ragops.retrieval.load import load_pipeline
 
     params = load_params()
     paths, emb = params["paths"], params["embed"]

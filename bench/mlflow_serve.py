@@ -7,7 +7,7 @@ Reads the built pipeline of --project (nothing there is written), registers it i
 store (`python -m ragops.stages.register`, what `dvc repro` runs: v1 becomes champion), starts
 `mlflow models serve -m models:/ragops-retriever@champion --env-manager local` on 127.0.0.1, and posts
 every test query (--limit N: the first N), in every mode, to /invocations; the same queries go through
-the local build's pipeline (`ragops.artifacts.load_pipeline`, what `ragops search` runs). Counts queries
+the local build's pipeline (`ragops.retrieval.load.load_pipeline`, what `ragops search` runs). Counts queries
 whose ranked ids differ and the largest score difference. Also times one query at a time through
 /invocations in the served mode (HTTP and JSON included).
 
@@ -35,7 +35,7 @@ MODEL = "ragops-retriever"
 LOCAL = r"""
 import json, sys
 import pandas as pd
-from ragops.artifacts import load_pipeline
+from ragops.retrieval.load import load_pipeline
 from ragops.config import load_params
 params = load_params("params.yaml")
 texts, modes = json.loads(sys.argv[1]), json.loads(sys.argv[2])

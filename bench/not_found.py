@@ -95,9 +95,9 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="record the threshold in params.yaml")
     args = ap.parse_args()
     from ragops.answer.answerer import build_answerer
-    from ragops.artifacts import load_pipeline
     from ragops.config import load_params
-    from ragops.tuning import write_block
+    from ragops.retrieval.load import load_pipeline
+    from ragops.retrieval.tuning import write_block
 
     params = load_params()
     registry = Path(params["paths"]["registry"])

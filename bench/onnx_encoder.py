@@ -40,14 +40,14 @@ def main() -> None:
     ap.add_argument("--torch-batch", type=int, default=16, help="torch also at this batch size (its best here)")
     args = ap.parse_args()
     os.chdir(args.root)
-    from ragops.artifacts import fusion_config, query_batch_size
     from ragops.config import load_params
-    from ragops.embedding import Encoder
-    from ragops.evaluation import DEFAULT_METRICS, evaluate_mode, qrels_for_split
-    from ragops.index.dense import DenseConfig, build_dense
-    from ragops.index.sparse import BM25Index
-    from ragops.pipeline import SearchPipeline
-    from ragops.retrieval import Retriever
+    from ragops.encode.encoder import Encoder
+    from ragops.eval.evaluation import DEFAULT_METRICS, evaluate_mode, qrels_for_split
+    from ragops.retrieval.index.dense import DenseConfig, build_dense
+    from ragops.retrieval.index.sparse import BM25Index
+    from ragops.retrieval.load import fusion_config, query_batch_size
+    from ragops.retrieval.pipeline import SearchPipeline
+    from ragops.retrieval.retriever import Retriever
 
     params = load_params()
     paths, emb = params["paths"], params["embed"]
@@ -196,7 +196,7 @@ def render(r: dict) -> str:
 tokens, a seeded sample) encoded by each backend in one process, one after the other, all on both cores:
 torch (sentence-transformers, length-sorted batches of {r["torch_batch_size"]}, the product's `embed.batch_size`;
 `torch@N`: batches of N, its fastest here), ONNX one text per run with two single-threaded runs side by
-side (`ragops.onnx_encoder.OnnxModel`). One-query encoding over the test queries:
+side (`ragops.encode.onnx_encoder.OnnxModel`). One-query encoding over the test queries:
 
 | backend | seconds | chunks/s | tokens/s | vs torch | vs fastest torch | query p50 / p95 ms | min cos | load s |
 |---|---|---|---|---|---|---|---|---|

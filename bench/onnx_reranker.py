@@ -1,4 +1,4 @@
-"""The reranker on PyTorch and as int8 ONNX (ragops.onnx_reranker): the same rankings, how much faster.
+"""The reranker on PyTorch and as int8 ONNX (ragops.encode.onnx_reranker): the same rankings, how much faster.
 
     python bench/onnx_reranker.py [--root .] [--queries 100]
 
@@ -38,12 +38,12 @@ def main() -> None:
     os.chdir(args.root)
     import pandas as pd
 
-    from ragops.artifacts import load_pipeline
     from ragops.config import load_params
-    from ragops.evaluation import latency_sample, qrels_for_split
-    from ragops.metrics import mean_metrics
-    from ragops.models import model_fingerprint
-    from ragops.onnx_reranker import export_dir
+    from ragops.encode.models import model_fingerprint
+    from ragops.encode.onnx_reranker import export_dir
+    from ragops.eval.evaluation import latency_sample, qrels_for_split
+    from ragops.eval.metrics import mean_metrics
+    from ragops.retrieval.load import load_pipeline
     from ragops.training.artifacts import effective_reranker
 
     params = load_params()

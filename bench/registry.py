@@ -46,7 +46,7 @@ first = model.predict(pd.DataFrame({"query": ["vitamin D deficiency and bone fra
 t3 = time.perf_counter()
 out = {"import_s": t1 - t0, "load_s": t2 - t1, "first_query_s": t3 - t2, "load_and_first_query_s": t3 - t1}
 if len(sys.argv) > 3:  # the same queries through the local index: identical ids and scores?
-    from ragops.artifacts import load_pipeline
+    from ragops.retrieval.load import load_pipeline
     from ragops.config import load_params
     params = load_params(sys.argv[3])
     q = pd.read_parquet(params["paths"]["queries"]); r = pd.read_parquet(params["paths"]["qrels"])
@@ -158,7 +158,7 @@ start, into a SQLite store with a local artifact folder. The package is the whol
 query encoders), serving `{r['served_mode']}`. The first version takes {r['first_version_disk_mb']:.0f} MB on
 disk; each re-registered version with unchanged models adds
 {', '.join(f'{g:.1f}' for g in r['growth_mb_per_unchanged_version'])} MB (its files are hard links to the
-store's blobs, `ragops.blobstore`; only what changed is new):
+store's blobs, `ragops.registry.blobstore`; only what changed is new):
 
 | run | seconds |
 |---|---|

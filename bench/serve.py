@@ -45,7 +45,7 @@ MODEL = "ragops-retriever"
 
 IN_PROCESS = r"""
 import json, sys, time
-from ragops.artifacts import load_pipeline
+from ragops.retrieval.load import load_pipeline
 from ragops.config import load_params
 queries, count, duration = json.loads(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 mode = sys.argv[5]

@@ -1,11 +1,11 @@
 """How far silver judgments can be trusted: rank systems by nDCG@10 on generated (silver) questions and on
 SciFact's gold judgments, and compare the two rankings (Kendall's tau).
 
-Silver questions come from the **offline** generator (``ragops.silver``; no model), one per document, for a
+Silver questions come from the **offline** generator (``ragops.eval.silver``; no model), one per document, for a
 seeded sample of SciFact documents: those judged relevant in the gold split plus as many random others. The
 systems are every mode the build carries and parameter variants of them (fusion alpha 0.2 / 0.8, RRF, no
 dense feedback; BM25 with Lucene's default k1/b, without stemming): each ranks the gold split's queries and
-the silver questions; ``ragops.metrics`` scores both (its nDCG is checked against pytrec_eval).
+the silver questions; ``ragops.eval.metrics`` scores both (its nDCG is checked against pytrec_eval).
 
 The generator's own knobs (sentence selection, share of words kept, their weighting) are compared on the
 **dev** split and chosen there (the best tau); test reports. Also measured: a bootstrap interval of tau
@@ -57,8 +57,8 @@ MAX_VERBATIM = 0.05  # a variant whose questions repeat >80% of a sentence more 
 
 def systems(pipeline, params: dict, docs: pd.DataFrame) -> list[tuple[str, object, str]]:
     """(name, pipeline, mode): every carried mode, then parameter variants of hybrid and BM25."""
-    from ragops.index.sparse import BM25Config, BM25Index
-    from ragops.retrieval import FusionConfig
+    from ragops.retrieval.index.sparse import BM25Config, BM25Index
+    from ragops.retrieval.retriever import FusionConfig
 
     out = [(m, pipeline, m) for m in pipeline.modes]
     if "hybrid" in pipeline.modes:
@@ -79,8 +79,8 @@ def systems(pipeline, params: dict, docs: pd.DataFrame) -> list[tuple[str, objec
 
 def scores(system_list, qids: list[str], texts: list[str], qrels: dict) -> np.ndarray:
     """[system, query] nDCG@10 (queries in ``qids`` order)."""
-    from ragops.evaluation import as_run
-    from ragops.metrics import per_query
+    from ragops.eval.evaluation import as_run
+    from ragops.eval.metrics import per_query
 
     out = np.zeros((len(system_list), len(qids)))
     for i, (_, pipe, mode) in enumerate(system_list):
@@ -108,7 +108,7 @@ def bootstrap_tau(silver: np.ndarray, gold: np.ndarray, n: int, seed: int) -> li
 
 
 def split_data(params: dict, split: str, max_judged: int | None) -> tuple[list[str], list[str], dict]:
-    from ragops.evaluation import qrels_for_split
+    from ragops.eval.evaluation import qrels_for_split
 
     qrels = qrels_for_split(pd.read_parquet(params["paths"]["qrels"]), split)
     text = pd.read_parquet(params["paths"]["queries"]).set_index("query_id")["text"]
@@ -129,7 +129,7 @@ def silver_docs(docs: pd.DataFrame, gold: dict, seed: int) -> pd.DataFrame:
 def leakage(pairs: list[tuple[str, str]], docs: pd.DataFrame) -> dict:
     """Shares of questions whose words come >80% from one sentence of a relevant document, and that repeat
     >80% of that sentence's words (a near-verbatim copy); ``pairs`` = (question, relevant doc id)."""
-    from ragops.silver import copy_overlap
+    from ragops.eval.silver import copy_overlap
 
     by_id = docs.set_index("doc_id")
     best: dict[str, tuple[float, float]] = {}
@@ -145,7 +145,7 @@ def leakage(pairs: list[tuple[str, str]], docs: pd.DataFrame) -> dict:
 
 def run_split(split: str, system_list, params, docs, idf, args) -> dict:
     """Gold scores once, then each generator variant's silver scores and tau on ``split``."""
-    from ragops.silver import OfflineConfig, as_qrels, generate_offline
+    from ragops.eval.silver import OfflineConfig, as_qrels, generate_offline
 
     qids, texts, gold = split_data(params, split, args.max_judged)
     t0 = time.perf_counter()
@@ -159,7 +159,7 @@ def run_split(split: str, system_list, params, docs, idf, args) -> dict:
     for name in args.variants:
         cfg = OfflineConfig(**VARIANTS.get(name, {}))
         if name == "anthropic":  # needs ANTHROPIC_API_KEY; a failed document falls back to offline (by: offline)
-            from ragops.silver_anthropic import anthropic_config, generate_anthropic
+            from ragops.eval.silver_anthropic import anthropic_config, generate_anthropic
 
             rows = generate_anthropic(sample, 1, int(params["seed"]), anthropic_config(params), idf, cfg)
         else:
@@ -183,7 +183,7 @@ def run_split(split: str, system_list, params, docs, idf, args) -> dict:
 def pairs(names: list[str], silver: np.ndarray, gold: np.ndarray, seed: int) -> tuple[list[dict], dict]:
     """(the system pairs silver and gold order differently, largest gold difference first; agreement on the
     pairs whose gold difference is significant, paired randomization test p < 0.05)."""
-    from ragops.metrics import paired_test
+    from ragops.eval.metrics import paired_test
 
     s, g = silver.mean(1), gold.mean(1)
     out, sig, agree = [], 0, 0
@@ -230,7 +230,7 @@ def render(res: dict) -> str:
     gl, sl, sp = test["gold_leakage"], v["leakage"], res["significant_pairs"]
     cfg = ", ".join(f"{k}={val}" for k, val in v["config"].items())
     gg = res["gold_vs_gold"]
-    generator = ("the **offline** generator (`ragops.silver`, no model)" if chosen != "anthropic" else
+    generator = ("the **offline** generator (`ragops.eval.silver`, no model)" if chosen != "anthropic" else
                  "the **anthropic** generator (" + ", ".join(f"{k}: {n}" for k, n in v["by"].items()) + ")")
     ceiling = "" if gg is None else (
         f"For scale, the same systems ranked by two sets of real claims, gold {res['select_split']} against gold "
@@ -253,7 +253,7 @@ Silver questions: {generator}, one per document, for
 {test['silver_docs']} documents ({res['report_split']}: those judged relevant plus as many seeded random others);
 {v['questions']} questions, each judged relevant to its own document only. Gold: SciFact's {res['report_split']}
 split ({test['gold_queries']} queries). {len(test['gold'])} systems (the build's modes and parameter variants),
-nDCG@10 from `ragops.metrics`. Generator settings chosen on **dev** (best tau among the variants with at most
+nDCG@10 from `ragops.eval.metrics`. Generator settings chosen on **dev** (best tau among the variants with at most
 {MAX_VERBATIM:.0%} near-verbatim questions): `{chosen}` ({cfg}).
 
 **Kendall's tau ({res['report_split']}) = {v['tau']:.3f}** (p = {v['p']:.4f}; 95% bootstrap interval over queries
@@ -315,10 +315,10 @@ def main() -> None:
         return
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     os.chdir(args.root)
-    from ragops.artifacts import load_pipeline
     from ragops.config import load_params
+    from ragops.eval.silver import idf_table
+    from ragops.retrieval.load import load_pipeline
     from ragops.serving.cache import QueryCache
-    from ragops.silver import idf_table
 
     params = load_params()
     modes = args.modes.split(",") if args.modes else None

@@ -53,7 +53,7 @@ def setup_project(root: Path, mirror: Path) -> None:
 def raw_encode(root: Path) -> dict:
     """The floor: SentenceTransformer.encode over exactly the chunk texts, one call."""
     code = (
-        "import json,time,pandas as pd;from ragops.models import load_sentence_transformer as L;"
+        "import json,time,pandas as pd;from ragops.encode.models import load_sentence_transformer as L;"
         "c=pd.read_parquet('data/processed/chunks.parquet');m=L('all-MiniLM-L6-v2');"
         "t=time.perf_counter();m.encode(c.text.tolist(),batch_size=64,normalize_embeddings=True);"
         "s=time.perf_counter()-t;print('RESULT',json.dumps({'seconds':s,'chunks':len(c),'tokens':int(c.n_tokens.sum())}))"

@@ -51,10 +51,10 @@ def main() -> None:
     sys.path.insert(0, str(root / "src"))
     import pandas as pd
 
-    from ragops.artifacts import load_pipeline
     from ragops.config import load_params
-    from ragops.evaluation import latency_sample, qrels_for_split
+    from ragops.eval.evaluation import latency_sample, qrels_for_split
     from ragops.io import read_json
+    from ragops.retrieval.load import load_pipeline
 
     params = load_params(root / "params.yaml")
     stage_dir = root / params["paths"].get("stage_times", ".cache/stage_times")

@@ -93,15 +93,15 @@ def scifact_queries(mirror: Path) -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def tokenizer():
     """The embedding model's own tokenizer (real, offline)."""
-    from ragops.models import load_tokenizer
+    from ragops.encode.models import load_tokenizer
 
     return load_tokenizer(MODEL)
 
 
 @pytest.fixture(scope="session")
 def encoder():
-    """The real all-MiniLM-L6-v2 behind ragops.embedding.Encoder, on CPU, loaded once per session."""
-    from ragops.embedding import Encoder
+    """The real all-MiniLM-L6-v2 behind ragops.encode.encoder.Encoder, on CPU, loaded once per session."""
+    from ragops.encode.encoder import Encoder
 
     return Encoder(MODEL, device="cpu", batch_size=32)
 
@@ -112,7 +112,7 @@ def sqlite_store(folder: Path, experiment: str = "toy") -> Iterator[tuple]:
     os.environ and its module state: both are undone afterwards."""
     import mlflow
 
-    from ragops.tracking import RegistryConfig, connect, experiment_id, resolve_store
+    from ragops.registry.tracking import RegistryConfig, connect, experiment_id, resolve_store
 
     s = resolve_store(RegistryConfig(), folder, env={})
     with pytest.MonkeyPatch.context() as mp:

@@ -1,11 +1,11 @@
-"""ragops.blobstore: a second version with unchanged files costs (almost) no disk."""
+"""ragops.registry.blobstore: a second version with unchanged files costs (almost) no disk."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from ragops.blobstore import MIN_BYTES, dedup_tree, local_path
+from ragops.registry.blobstore import MIN_BYTES, dedup_tree, local_path
 
 
 def write(folder: Path, files: dict[str, bytes]) -> None:

@@ -1,4 +1,4 @@
-"""ragops.chunking: hand-worked windows, then the real MiniLM tokenizer on real SciFact documents."""
+"""ragops.data.chunking: hand-worked windows, then the real MiniLM tokenizer on real SciFact documents."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 import pandas as pd
 import pytest
 
-from ragops.chunking import SPECIAL_TOKENS, _windows, chunk_documents
+from ragops.data.chunking import SPECIAL_TOKENS, _windows, chunk_documents
 from ragops.errors import ConfigError
 
 WORD = re.compile(r"[^\W_]+")  # letters and digits: what a reader calls a word (BERT splits on `_` too)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ragops.ci_report import load_per_query, metrics_table, render, scores, top_drops
 from ragops.errors import DataError
-from ragops.gate import gate
+from ragops.registry.ci_report import load_per_query, metrics_table, render, scores, top_drops
+from ragops.registry.gate import gate
 
 
 def write(path: Path, rows: list[dict]) -> Path:

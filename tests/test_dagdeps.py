@@ -21,10 +21,10 @@ def test_every_stage_lists_exactly_what_it_imports() -> None:
 def test_check_fails_on_a_missing_dep(tmp_path: Path) -> None:
     """A stage whose deps lack a module it imports is named, with the module."""
     text = (REPO / "dvc.yaml").read_text()
-    assert "      - src/ragops/chunking.py\n" in text
-    (tmp_path / "dvc.yaml").write_text(text.replace("      - src/ragops/chunking.py\n", "", 1))
+    assert "      - src/ragops/data/chunking.py\n" in text
+    (tmp_path / "dvc.yaml").write_text(text.replace("      - src/ragops/data/chunking.py\n", "", 1))
     found = dagdeps.problems(tmp_path / "dvc.yaml")
-    assert any("stage chunk imports src/ragops/chunking.py, not in its deps" in line for line in found), found
+    assert any("stage chunk imports src/ragops/data/chunking.py, not in its deps" in line for line in found), found
     assert dagdeps.main(["--dvc-yaml", str(tmp_path / "dvc.yaml"), "--check"]) == 1
     # --write puts it back, comments and data deps untouched
     dagdeps.rewrite(tmp_path / "dvc.yaml")

@@ -1,4 +1,4 @@
-"""ragops.dask_embed: the embed core on a real dask.distributed LocalCluster (2 worker processes)
+"""ragops.encode.dask: the embed core on a real dask.distributed LocalCluster (2 worker processes)
 gives the single-process vectors and fills the same cache; `embed.dask` parsing fails loudly."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ragops.chunking import chunk_documents
-from ragops.dask_embed import DaskSpec, connect, open_encoder, overlapped, parse_dask
-from ragops.embedding import EmbeddingCache, embed_with_cache
+from ragops.data.chunking import chunk_documents
+from ragops.encode.dask import DaskSpec, connect, open_encoder, overlapped, parse_dask
+from ragops.encode.encoder import EmbeddingCache, embed_with_cache
 from ragops.errors import ConfigError
 
 MODEL = "all-MiniLM-L6-v2"

@@ -204,7 +204,7 @@ def test_size_cap_and_timeout(served: tuple[str, Path], previous: Path) -> None:
 
 
 def test_cli_fetch_archive(served: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ragops.cli import app
+    from ragops.cli.main import app
 
     monkeypatch.chdir(REPO)  # the content list is data/<name>.content.sha256, as in the project
     dest = tmp_path / "scifact"

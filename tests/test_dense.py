@@ -1,4 +1,4 @@
-"""ragops.index.dense: flat is exact (numpy reference), IVF/HNSW recall against flat, small-corpus
+"""ragops.retrieval.index.dense: flat is exact (numpy reference), IVF/HNSW recall against flat, small-corpus
 clamps, save/load round trips with the search-time knobs, and configuration errors."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ragops.errors import ConfigError
-from ragops.index.dense import DENSE_KINDS, DenseConfig, build_dense, load_dense, save_dense, search_dense
+from ragops.retrieval.index.dense import DENSE_KINDS, DenseConfig, build_dense, load_dense, save_dense, search_dense
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""ragops.embedding and ragops.models: the content-hash cache with a fake encoder (counted calls),
+"""ragops.encode.encoder and ragops.encode.models: the content-hash cache with a fake encoder (counted calls),
 then the real all-MiniLM-L6-v2 against a hand-written mean-pooling reference."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ragops.chunking import chunk_documents
-from ragops.embedding import EmbeddingCache, cache_keys, embed_with_cache
+from ragops.data.chunking import chunk_documents
+from ragops.encode.encoder import EmbeddingCache, cache_keys, embed_with_cache
+from ragops.encode.models import model_fingerprint, resolve_model
 from ragops.errors import ConfigError
-from ragops.models import model_fingerprint, resolve_model
 
 DIM = 8
 

@@ -1,4 +1,4 @@
-"""ragops.fusion: hand-worked convex and RRF cases, tie-breaks, validation."""
+"""ragops.retrieval.fusion: hand-worked convex and RRF cases, tie-breaks, validation."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from ragops.errors import ConfigError
-from ragops.fusion import FUSION_METHODS, NORMALIZATIONS, convex, fuse, normalize, rrf
-from ragops.records import Hits
+from ragops.retrieval.fusion import FUSION_METHODS, NORMALIZATIONS, convex, fuse, normalize, rrf
+from ragops.retrieval.records import Hits
 
 
 def hits(*pairs: tuple[str, float]) -> Hits:

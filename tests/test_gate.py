@@ -1,4 +1,4 @@
-"""ragops.gate: the promotion rule on hand-worked per-query scores."""
+"""ragops.registry.gate: the promotion rule on hand-worked per-query scores."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ragops.errors import ConfigError
-from ragops.gate import gate
+from ragops.registry.gate import gate
 
 TESTS = ["randomization", "ttest"]
 

@@ -189,7 +189,7 @@ def test_a_cuda_device_without_a_gpu_is_a_clear_error(tmp_path: Path, monkeypatc
     import torch
 
     from ragops.answer.cross_encoder import train_cross_encoder
-    from ragops.models import resolve_model
+    from ragops.encode.models import resolve_model
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # runs on a GPU machine too
 

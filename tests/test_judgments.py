@@ -1,4 +1,4 @@
-"""ragops.judgments (the judgments files people and generators append to) and `ragops judge` without an index.
+"""ragops.eval.judgments (the judgments files people and generators append to) and `ragops judge` without an index.
 
 The file is JSON Lines, appended by several writers at once (the server, the CLI): these tests write real
 files, run real processes against one file, and cut lines the way a killed writer would."""
@@ -17,8 +17,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from ragops import judgments
 from ragops.errors import DataError
+from ragops.eval import judgments
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def test_query_id_is_the_normalised_text_hash() -> None:
     assert qid == "j-" + hashlib.sha1(b"does vitamin d prevent fractures?").hexdigest()[:12]
     assert qid != judgments.query_id("does vitamin d prevent fracture?")
     assert judgments.query_id("x", prefix="s").startswith("s-")
-    from ragops.silver import silver_row  # the generator's ids are the same function's, prefix "s"
+    from ragops.eval.silver import silver_row  # the generator's ids are the same function's, prefix "s"
 
     row = silver_row("Does vitamin D prevent fractures?", "doc", "offline", "2025-01-01T00:00:00+00:00")
     assert row["query_id"] == "s" + qid[1:]
@@ -115,7 +115,7 @@ def test_a_torn_last_line_is_ignored_then_cut_before_the_next_append(tmp_path: P
     full = json.dumps(row("q", "d2", 1, "2025-01-01T00:00:01Z")).encode()
     with open(path, "ab") as f:
         f.write(full[: len(full) // 2])  # a writer killed in the middle of its line
-    with caplog.at_level(logging.WARNING, logger="ragops.judgments"):
+    with caplog.at_level(logging.WARNING, logger="ragops.eval.judgments"):
         assert judgments.read(path)["doc_id"].tolist() == ["d1"]
     assert f"{path}:2: the last line has no newline" in caplog.text
     assert judgments.append(path, [row("q", "d3", 0, "2025-01-01T00:00:02Z")]) == 2
@@ -185,7 +185,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def judge(project: Path, *args: str):
-    from ragops.cli import app
+    from ragops.cli.main import app
 
     return CliRunner().invoke(app, ["judge", *args, "--params", str(project / "params.yaml")])
 

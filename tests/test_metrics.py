@@ -1,4 +1,4 @@
-"""ragops.metrics: hand-worked cases, then agreement with pytrec_eval (trec_eval) on random runs."""
+"""ragops.eval.metrics: hand-worked cases, then agreement with pytrec_eval (trec_eval) on random runs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ragops.errors import ConfigError
-from ragops.metrics import mean_metrics, paired_test, parse_metric, per_query
+from ragops.eval.metrics import mean_metrics, paired_test, parse_metric, per_query
 
 ALL = ["ndcg@10", "ndcg@2", "mrr@10", "mrr@2", "p@10", "p@2", "recall@2", "recall@10", "map@2", "map@10"]
 

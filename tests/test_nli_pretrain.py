@@ -22,8 +22,8 @@ from ragops.answer.cross_encoder import (
 from ragops.answer.grounding_data import LABELS
 from ragops.answer.nli_data import Pair, cv_groups, load_all
 from ragops.answer.nli_pretrain import LABEL_INDEX, PretrainConfig, examples, pretrain, sample, split
+from ragops.encode.models import resolve_model
 from ragops.errors import ConfigError
-from ragops.models import resolve_model
 
 TINY = CrossEncoderConfig(epochs=1, batch_size=8, max_length=48, threads=2)
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragops.artifacts import query_batch_size
-from ragops.embedding import EmbeddingCache, Encoder, embed_with_cache
+from ragops.encode.encoder import EmbeddingCache, Encoder, embed_with_cache
+from ragops.encode.models import resolve_model
+from ragops.encode.onnx_encoder import BACKENDS, FILES, OnnxModel, check_backend
 from ragops.errors import ConfigError
-from ragops.models import resolve_model
-from ragops.onnx_encoder import BACKENDS, FILES, OnnxModel, check_backend
+from ragops.retrieval.load import query_batch_size
 
 TEXTS = [
     "Vitamin D deficiency is associated with an increased risk of hip fracture in the elderly.",

@@ -1,4 +1,4 @@
-"""ragops.onnx_reranker: a cross-encoder exported to int8 ONNX scores like PyTorch, one query's list per run.
+"""ragops.encode.onnx_reranker: a cross-encoder exported to int8 ONNX scores like PyTorch, one query's list per run.
 
 The cross-encoder here is the reranker's own starting point (the packaged MiniLM with a seeded one-logit
 head, ragops.training.reranker.init_cross_encoder), saved and exported as the pipeline would."""
@@ -15,11 +15,19 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from ragops.artifacts import load_reranker
+from ragops.encode.models import model_fingerprint, resolve_model
+from ragops.encode.onnx_reranker import (
+    FILE,
+    FP32_LAYERS,
+    RECIPE,
+    OnnxCrossEncoder,
+    ensure_export,
+    export_dir,
+    fp32_nodes,
+)
 from ragops.errors import ConfigError
-from ragops.models import model_fingerprint, resolve_model
-from ragops.onnx_reranker import FILE, FP32_LAYERS, RECIPE, OnnxCrossEncoder, ensure_export, export_dir, fp32_nodes
-from ragops.rerank import CrossEncoderScorer, PairEncoder
+from ragops.retrieval.load import load_reranker
+from ragops.retrieval.rerank import CrossEncoderScorer, PairEncoder
 
 
 @pytest.fixture(scope="module")

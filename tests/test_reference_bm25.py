@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from ragops.errors import ConfigError
-from ragops.index.sparse import BM25_METHODS, STEMMERS, STOPWORDS, UNITS, Analyzer, BM25Config, BM25Index
+from ragops.retrieval.index.sparse import BM25_METHODS, STEMMERS, STOPWORDS, UNITS, Analyzer, BM25Config, BM25Index
 
 N_DOCS, N_QUERIES, TOP = 500, 30, 10
 SETTINGS = [(1.2, 0.75), (0.9, 0.4)]  # (k1, b): the textbook values and params.yaml's

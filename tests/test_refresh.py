@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ragops.embedding import CachedEncoder, EmbeddingCache
+from ragops.encode.encoder import CachedEncoder, EmbeddingCache
 from ragops.errors import ConfigError
 from ragops.io import write_json
 from ragops.training.artifacts import MARKER, reusable, training_key

@@ -1,4 +1,4 @@
-"""ragops.registry against a real MLflow SQLite store in a temporary folder, without packaging a model:
+"""ragops.registry.versions against a real MLflow SQLite store in a temporary folder, without packaging a model:
 aliases, the gate's tags, listing and promotion (what the register stage and the CLI call)."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ragops import registry
 from ragops.errors import ConfigError
+from ragops.registry import versions as registry
+from ragops.registry.tracking import RegistryConfig, experiment_id
 from ragops.stages.register import gate_version
-from ragops.tracking import RegistryConfig, experiment_id
 from tests.conftest import sqlite_store
 
 BASE = np.random.default_rng(0).uniform(0.3, 0.9, 40)

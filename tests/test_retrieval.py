@@ -1,4 +1,4 @@
-"""ragops.retrieval: hand-worked max_by_doc, then a Retriever over small real indexes (BM25 and FAISS
+"""ragops.retrieval.retriever: hand-worked max_by_doc, then a Retriever over small real indexes (BM25 and FAISS
 flat over 300 SciFact documents, chunked by the real tokenizer) with a fake, deterministic encoder."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ragops.chunking import chunk_documents
+from ragops.data.chunking import chunk_documents
 from ragops.errors import ConfigError
-from ragops.fusion import fuse
-from ragops.index.dense import DenseConfig, build_dense
-from ragops.index.sparse import Analyzer, BM25Config, BM25Index
-from ragops.records import Hits
-from ragops.retrieval import MODES, FusionConfig, Retriever, max_by_doc
+from ragops.retrieval.fusion import fuse
+from ragops.retrieval.index.dense import DenseConfig, build_dense
+from ragops.retrieval.index.sparse import Analyzer, BM25Config, BM25Index
+from ragops.retrieval.records import Hits
+from ragops.retrieval.retriever import MODES, FusionConfig, Retriever, max_by_doc
 
 DIM = 64
 _ANALYZE = Analyzer("english", "en")
@@ -266,7 +266,7 @@ def passage_scorer(calls: list):
 
 @pytest.fixture(scope="module")
 def pipeline(retriever: Retriever, docs: pd.DataFrame):
-    from ragops.pipeline import Reranker, SearchPipeline
+    from ragops.retrieval.pipeline import Reranker, SearchPipeline
 
     ft = dataclasses.replace(retriever, encode=shifted_encode)
     passages = dict(zip(docs["doc_id"], docs["title"] + ". " + docs["text"], strict=True))
@@ -274,7 +274,7 @@ def pipeline(retriever: Retriever, docs: pd.DataFrame):
 
 
 def test_pipeline_carries_the_modes_of_its_parts(retriever: Retriever, pipeline) -> None:
-    from ragops.pipeline import MODES, SearchPipeline
+    from ragops.retrieval.pipeline import MODES, SearchPipeline
 
     assert pipeline.modes == MODES
     assert SearchPipeline(retriever).modes == ("bm25", "dense", "hybrid")
@@ -292,7 +292,7 @@ def test_pipeline_carries_the_modes_of_its_parts(retriever: Retriever, pipeline)
 
 
 def test_pipeline_modes_compose_the_parts(retriever: Retriever, pipeline, queries: list[str]) -> None:
-    from ragops.rerank import rerank_hits
+    from ragops.retrieval.rerank import rerank_hits
 
     for mode in ("bm25", "dense", "hybrid"):
         for a, b in zip(pipeline.search_batch(queries, mode, 10), retriever.search_batch(queries, mode, 10),

@@ -1,11 +1,11 @@
-"""ragops.served_mode: which mode a version serves, chosen on dev within the latency budget (by hand)."""
+"""ragops.registry.served_mode: which mode a version serves, chosen on dev within the latency budget (by hand)."""
 
 from __future__ import annotations
 
 import pytest
 
 from ragops.errors import ConfigError
-from ragops.served_mode import choose_mode
+from ragops.registry.served_mode import choose_mode
 
 
 def m(ndcg: float, p95: float | None = None) -> dict:

@@ -16,10 +16,10 @@ import yaml
 from fastapi.testclient import TestClient
 
 from ragops.errors import ConfigError
-from ragops.index.dense import DenseConfig, build_dense
-from ragops.index.sparse import BM25Config, BM25Index
-from ragops.pipeline import SearchPipeline
-from ragops.retrieval import FusionConfig, Retriever
+from ragops.retrieval.index.dense import DenseConfig, build_dense
+from ragops.retrieval.index.sparse import BM25Config, BM25Index
+from ragops.retrieval.pipeline import SearchPipeline
+from ragops.retrieval.retriever import FusionConfig, Retriever
 from ragops.serving.app import create_app
 from ragops.serving.cache import QueryCache
 from ragops.serving.config import ServeConfig
@@ -251,7 +251,7 @@ def test_bearer_token_guards_everything_but_health_and_the_page(small) -> None:
 
 
 def test_judge_appends_a_judgment_and_refuses_bad_ones_with_4xx(small, tmp_path: Path) -> None:
-    from ragops.judgments import query_id, read
+    from ragops.eval.judgments import query_id, read
 
     retriever, docs = small
     doc, path = str(docs.index[0]), tmp_path / "judged" / "judgments.jsonl"

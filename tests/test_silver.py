@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 from ragops.answer.generators import AnthropicConfig
 from ragops.answer.text import split_sentences
-from ragops.cli_silver import read_docs, sample_docs
+from ragops.cli.silver import read_docs, sample_docs
 from ragops.errors import RagopsError
-from ragops.judgments import query_id
-from ragops.silver import (
+from ragops.eval.judgments import query_id
+from ragops.eval.silver import (
     OfflineConfig,
     copy_overlap,
     generate_offline,
@@ -29,7 +29,7 @@ from ragops.silver import (
     stopword_set,
     words,
 )
-from ragops.silver_anthropic import SYSTEM_PROMPT, generate_anthropic, parse_questions
+from ragops.eval.silver_anthropic import SYSTEM_PROMPT, generate_anthropic, parse_questions
 from tests.fake_anthropic import FakeAnthropic, Step
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,8 +85,8 @@ def test_offline_rows_are_valid_and_never_copy_a_sentence(docs, idf) -> None:
 
 
 def test_the_judgments_reader_reads_a_silver_file(docs, idf, tmp_path: Path) -> None:
-    from ragops.cli_silver import write_rows
-    from ragops.judgments import read
+    from ragops.cli.silver import write_rows
+    from ragops.eval.judgments import read
 
     rows = generate_offline(docs.head(5), 2, seed=7, idf=idf)
     frame = read(write_rows(tmp_path / "silver.jsonl", rows))
@@ -103,7 +103,7 @@ def test_query_ids_are_stable_and_normalized() -> None:
 
 def test_a_document_without_a_usable_sentence_is_skipped_and_logged(docs, idf, caplog) -> None:
     mixed = pd.concat([docs.head(2), EMPTY], ignore_index=True)
-    with caplog.at_level(logging.INFO, logger="ragops.silver"):
+    with caplog.at_level(logging.INFO, logger="ragops.eval.silver"):
         rows = generate_offline(mixed, 1, seed=1, idf=idf)
     assert "empty" not in {r["doc_id"] for r in rows} and len(rows) == 2
     assert any("document empty skipped" in m for m in caplog.messages)
@@ -206,7 +206,7 @@ def project(tmp_path: Path, docs) -> Path:
 
 
 def invoke(project: Path, *args: str):
-    from ragops.cli import app
+    from ragops.cli.main import app
 
     return CliRunner().invoke(app, ["generate-questions", "--params", str(project / "params.yaml"), *args])
 

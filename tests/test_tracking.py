@@ -1,4 +1,4 @@
-"""ragops.tracking (store resolution, what is logged), ragops.timing, and the pyfunc helpers that need
+"""ragops.registry.tracking (store resolution, what is logged), ragops.timing, and the pyfunc helpers that need
 no model: all offline, no MLflow server."""
 
 from __future__ import annotations
@@ -11,12 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ragops.artifacts import pipeline_config
 from ragops.errors import ConfigError
 from ragops.pyfunc import OUTPUT_COLUMNS, requirement_mismatches, search_frame
-from ragops.records import Hits
-from ragops.timing import read_stage_times, record_stage_time
-from ragops.tracking import (
+from ragops.registry.tracking import (
     RegistryConfig,
     flat_metrics,
     lineage_tags,
@@ -25,6 +22,9 @@ from ragops.tracking import (
     redact_uri,
     resolve_store,
 )
+from ragops.retrieval.load import pipeline_config
+from ragops.retrieval.records import Hits
+from ragops.timing import read_stage_times, record_stage_time
 
 # ---------------------------------------------------------------- configuration and store
 
@@ -143,7 +143,7 @@ class FakeRetriever:
         self.ranked, self.calls = ranked, []
 
     def resolve(self, mode):
-        from ragops.pipeline import check_mode
+        from ragops.retrieval.pipeline import check_mode
 
         return check_mode(mode or "hybrid", self.modes)
 

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from ragops.data.prepare import prepare_dataset
-from ragops.records import Hits
-from ragops.rerank import rerank_hits
+from ragops.retrieval.records import Hits
+from ragops.retrieval.rerank import rerank_hits
 from ragops.training.artifacts import effective_embedder, effective_reranker, is_trained, training_record
 from ragops.training.data import batches, build_examples, interleave, mine_negatives, train_positives
 

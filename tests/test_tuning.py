@@ -1,4 +1,4 @@
-"""ragops.tuning.write_fusion_params: on a copy of the real params.yaml (never the file itself), only the
+"""ragops.retrieval.tuning.write_fusion_params: on a copy of the real params.yaml (never the file itself), only the
 fusion values change, every comment and every other line stays byte-identical, and the choosing
 command is recorded exactly once."""
 
@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from ragops.errors import ConfigError
-from ragops.tuning import fusion_grid, write_fusion_params
+from ragops.retrieval.tuning import fusion_grid, write_fusion_params
 
 REPO = Path(__file__).resolve().parents[1]
 MARK = "# chosen on dev by:"

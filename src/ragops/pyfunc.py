@@ -1,17 +1,19 @@
 """The trained search pipeline as an MLflow pyfunc model: files in, ranked documents out.
 
 The model folder holds only files ragops already saves without pickle — every part its modes need
-(``ragops.artifacts.PARTS``: the base and the fine-tuned embedder folders (safetensors), their FAISS
+(``ragops.retrieval.load.PARTS``: the base and the fine-tuned embedder folders (safetensors), their FAISS
 indexes, the bm25s index, the reranker, ``chunks.parquet``, ``docs.parquet``), the grounding scorer that
 ``/ask`` uses, the query encoders' ONNX exports, and ``config.json``. It is logged as "models from code"
 (``pyfunc_code.py``), so MLflow pickles nothing either; the ragops source travels in the model's
-``code/`` folder. Loading goes through ``ragops.artifacts.assemble_pipeline``, as the local build does.
+``code/`` folder. Loading goes through ``ragops.retrieval.load.assemble_pipeline``, as the local build does.
 
 ``predict`` takes a DataFrame with a ``query`` column (optional per-row ``k`` and ``mode`` columns;
 params ``k`` and ``mode`` give the defaults: the registered mode) and returns one row per hit, in input
 order then rank: ``query, rank, doc_id, score, title, text``.
 """
 
+# Stays at ragops/pyfunc.py whatever the package layout: the MLflow packages already registered import
+# ragops.pyfunc.RetrieverModel (their pyfunc_code.py does), so that name must keep loading.
 from __future__ import annotations
 
 import json
@@ -26,10 +28,10 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from ragops.artifacts import PARTS, assemble_pipeline, parts_for
 from ragops.errors import ConfigError, RagopsError
-from ragops.pipeline import SearchPipeline
-from ragops.records import Hits
+from ragops.retrieval.load import PARTS, assemble_pipeline, parts_for
+from ragops.retrieval.pipeline import SearchPipeline
+from ragops.retrieval.records import Hits
 
 OUTPUT_COLUMNS = ("query", "rank", "doc_id", "score", "title", "text")
 CODE_FILE = Path(__file__).with_name("pyfunc_code.py")
@@ -75,7 +77,7 @@ def _column(frame: pd.DataFrame, name: str, default, cast) -> list:
 
 
 class RetrieverModel(mlflow.pyfunc.PythonModel):
-    """Loads the packaged parts into a :class:`ragops.pipeline.SearchPipeline` once, then answers."""
+    """Loads the packaged parts into a :class:`ragops.retrieval.pipeline.SearchPipeline` once, then answers."""
 
     def load_context(self, context) -> None:
         art = {k: Path(v) for k, v in context.artifacts.items()}
@@ -150,7 +152,7 @@ def local_model_path(uri: str) -> str | None:
         return None
     from mlflow.exceptions import MlflowException
 
-    from ragops.blobstore import local_path
+    from ragops.registry.blobstore import local_path
 
     rest = uri[len("models:/"):].strip("/")
     client = mlflow.MlflowClient()

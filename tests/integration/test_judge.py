@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ragops.judgments import query_id, read
+from ragops.eval.judgments import query_id, read
 
 from .conftest import run
 

@@ -116,7 +116,7 @@ def test_search_page_in_a_real_browser(page_server: Server, tmp_path_factory: py
 def test_judging_a_result_on_the_page_appends_it(page_server: Server) -> None:
     from playwright.sync_api import sync_playwright
 
-    from ragops.judgments import query_id, read
+    from ragops.eval.judgments import query_id, read
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)", pytrace=False)

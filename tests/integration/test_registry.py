@@ -35,7 +35,7 @@ SECRET = "sk-ant-test-0123456789abcdefghijklmnop"  # must never reach the store
 COMPARE = r"""
 import json, sys
 import mlflow.pyfunc, pandas as pd
-from ragops.artifacts import load_retriever
+from ragops.retrieval.load import load_retriever
 from ragops.config import load_params
 params = load_params("params.yaml")
 texts = json.loads(sys.argv[1])

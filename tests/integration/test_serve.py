@@ -147,7 +147,7 @@ def test_local_server_answers_with_citations_and_counts_requests(local_server: S
 
 
 def test_local_server_records_judgments_and_refuses_bad_ones(local_server: Server) -> None:
-    from ragops.judgments import query_id, read
+    from ragops.eval.judgments import query_id, read
 
     hit = httpx.post(f"{local_server.url}/search", json={"query": QUERIES[1], "top_k": 1}, headers=auth()).json()
     doc = hit["results"][0]["doc_id"]

@@ -22,8 +22,8 @@ import httpx
 import pytest
 import yaml
 
+from ragops.encode.onnx_reranker import RECIPE
 from ragops.harness import background, free_port
-from ragops.onnx_reranker import RECIPE
 
 from .conftest import run
 
@@ -34,7 +34,7 @@ ALL_MODES = ["bm25", "dense", "hybrid", "dense_ft", "hybrid_ft", "hybrid_rerank"
 COMPARE = r"""
 import json, sys
 import mlflow.pyfunc, pandas as pd
-from ragops.artifacts import load_pipeline
+from ragops.retrieval.load import load_pipeline
 from ragops.config import load_params
 params = load_params("params.yaml")
 texts, uri, modes = json.loads(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
@@ -86,7 +86,7 @@ def package(built_project: Path, summary: dict, tmp_path_factory: pytest.TempPat
 
 def test_the_package_carries_every_mode_and_serves_the_one_chosen_on_dev(built_project: Path, summary: dict,
                                                                           package: Path) -> None:
-    from ragops.served_mode import choose_mode
+    from ragops.registry.served_mode import choose_mode
 
     metrics = json.loads((built_project / "reports/metrics.json").read_text())
     params = yaml.safe_load((built_project / "params.yaml").read_text())

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_trained_embedder_loads_and_changes_vectors(built_project: Path) -> None:
-    from ragops.embedding import Encoder
+    from ragops.encode.encoder import Encoder
 
     folder = built_project / "models/embedder"
     record = json.loads((folder / "training.json").read_text())
@@ -38,8 +38,8 @@ def test_trained_embedder_loads_and_changes_vectors(built_project: Path) -> None
 def test_trained_reranker_loads_and_scores_differ_from_untrained(built_project: Path) -> None:
     from sentence_transformers import CrossEncoder
 
-    from ragops.models import resolve_model
-    from ragops.rerank import CrossEncoderScorer
+    from ragops.encode.models import resolve_model
+    from ragops.retrieval.rerank import CrossEncoderScorer
     from ragops.training.reranker import init_cross_encoder
 
     folder = built_project / "models/reranker"

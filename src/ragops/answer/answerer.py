@@ -193,7 +193,7 @@ class Answerer:
 def _token_counter(encode, model_name: str):
     tokenizer = getattr(getattr(encode, "model", None), "tokenizer", None)
     if tokenizer is None:
-        from ragops.models import load_tokenizer
+        from ragops.encode.models import load_tokenizer
 
         tokenizer = load_tokenizer(model_name)
 
@@ -213,7 +213,7 @@ def build_answerer(
     mode: str | None = None,
     grounding_dir: str | Path | None = None,
 ) -> Answerer:
-    """An Answerer over a loaded :class:`ragops.pipeline.SearchPipeline` and the docs frame (doc_id, title,
+    """An Answerer over a loaded :class:`ragops.retrieval.pipeline.SearchPipeline` and the docs frame (doc_id, title,
     text); params is the full params dict (sections ``answer``, ``grounding``, ``paths``); the arguments
     override params. ``grounding_dir`` is the grounding scorer's folder (a package's own; default: the
     build's ``paths.grounding_model``)."""
@@ -227,7 +227,7 @@ def build_answerer(
     encode = pipeline.encode
     model_name = params.get("embed", {}).get("model", "all-MiniLM-L6-v2")
     if encode is None:
-        from ragops.embedding import Encoder
+        from ragops.encode.encoder import Encoder
 
         encode = Encoder(model_name, device=params.get("embed", {}).get("device", "cpu"))
     if "doc_id" in docs.columns:

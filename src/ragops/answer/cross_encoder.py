@@ -167,7 +167,7 @@ class GroundingCrossEncoder:
         from safetensors.torch import load_file
         from transformers import AutoModel, AutoTokenizer
 
-        from ragops.models import offline_env
+        from ragops.encode.models import offline_env
 
         offline_env()
         folder = Path(folder)
@@ -191,7 +191,7 @@ def train_cross_encoder(
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from ragops.models import offline_env
+    from ragops.encode.models import offline_env
 
     offline_env()
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():

@@ -2,7 +2,7 @@
 
 The data set's qrels are *gold* (``source`` column ``gold``); a judgment file's rows keep their own source,
 ``human`` (the search page, ``ragops judge``) or ``silver`` (``ragops generate-questions``). Each judged
-question is a query of its own (id ``j-...`` / ``s-...`` from its text: ``ragops.judgments.query_id``) and
+question is a query of its own (id ``j-...`` / ``s-...`` from its text: ``ragops.eval.judgments.query_id``) and
 goes to ``dev`` or ``test`` by a hash of its id (``prepare.dev_fraction`` of them to dev, the rest to test:
 adding questions never moves an existing one), never to ``train``, so nothing is fitted on what judges it.
 A judgment of a document that is no longer in the corpus (deleted since) is dropped and counted; a question
@@ -33,7 +33,7 @@ def judgment_files(folder: str | Path) -> list[Path]:
 
 def add_judgments(queries: pd.DataFrame, qrels: pd.DataFrame, doc_ids: Sequence[str], judged: pd.DataFrame,
                   dev_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """``(queries, qrels, stats)`` with ``judged`` (``ragops.judgments.read_many``'s frame) added."""
+    """``(queries, qrels, stats)`` with ``judged`` (``ragops.eval.judgments.read_many``'s frame) added."""
     qrels = qrels.assign(source=GOLD) if "source" not in qrels else qrels
     stats: dict[str, Any] = {"rows": int(len(judged))}
     if judged.empty:

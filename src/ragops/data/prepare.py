@@ -74,7 +74,7 @@ def source_name(folder: Path) -> str:
 def prepare_dataset(folder: str | Path, dev_fraction: float, seed: int, max_docs: int = 0,
                     judged: pd.DataFrame | None = None) -> Prepared:
     """Load and validate ``folder`` (BEIR layout; qrels optional), sample ``max_docs`` documents if > 0,
-    carve dev, add the judgments made here (``judged``: ``ragops.judgments.read_many``'s frame).
+    carve dev, add the judgments made here (``judged``: ``ragops.eval.judgments.read_many``'s frame).
 
     Nothing is written here: the stage writes the result only after all of this succeeded.
     """

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ragops.errors import RagopsError, one_line
-from ragops.judgments import append, make_row
+from ragops.eval.judgments import append, make_row
 from ragops.serving.config import ServeConfig
 from ragops.serving.guard import Guard, reply
 from ragops.serving.holder import ModelHolder
@@ -145,7 +145,7 @@ def create_app(
 
     @app.post("/judge", response_model=JudgeResponse, status_code=201, summary="Record a relevance judgment")
     async def judge(body: JudgeRequest, request: Request) -> Response:  # type: ignore[valid-type]
-        """Appends to serve.judgments_path (ragops.judgments): the next `dvc repro` evaluates on it."""
+        """Appends to serve.judgments_path (ragops.eval.judgments): the next `dvc repro` evaluates on it."""
         if cfg.judgments_path is None:
             raise HTTPException(503, "judgments are not enabled on this server (serve.judgments_path)")
         served = current(request, body.mode)

@@ -7,8 +7,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ragops.errors import ConfigError, unknown_name
-from ragops.judgments import DEFAULT_FILE, default_path
-from ragops.pipeline import MODES
+from ragops.eval.judgments import DEFAULT_FILE, default_path
+from ragops.retrieval.pipeline import MODES
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class ServeConfig:
     max_body_bytes: int = 65536  # larger request bodies get 413 before they are read
     max_inflight_search: int = 8  # /search requests in flight at once; more get 503 + Retry-After at once
     max_inflight_ask: int = 2  # the same for /ask (an answer costs ~10 searches of CPU)
-    # where POST /judge appends (ragops.judgments); `ragops serve` defaults it to <data.judgments>/judgments.jsonl,
+    # where POST /judge appends (ragops.eval.judgments); `ragops serve` defaults it to <data.judgments>/judgments.jsonl,
     # as `ragops judge` does; null (or "") = judging disabled (503)
     judgments_path: str | None = DEFAULT_FILE
 

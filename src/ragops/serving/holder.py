@@ -110,7 +110,7 @@ def registry_holder(
     packaged URI. Versions download into a temporary folder (returned; delete it at shutdown); a version's
     folder is deleted two swaps later (Linux keeps open and mapped files of a deleted folder readable)."""
     from ragops.recovery import clean_stale_temp, private_mkdtemp
-    from ragops.registry import get_version
+    from ragops.registry.versions import get_version
 
     client = None
     if source.name is not None:
@@ -157,7 +157,7 @@ def registry_holder(
 
 
 def registry_client(params: dict[str, Any], params_dir: Path):
-    from ragops.tracking import RegistryConfig, connect, resolve_store
+    from ragops.registry.tracking import RegistryConfig, connect, resolve_store
 
     return connect(resolve_store(RegistryConfig.from_params(params.get("registry")), params_dir))
 
@@ -165,8 +165,8 @@ def registry_client(params: dict[str, Any], params_dir: Path):
 def champion_uri(params: dict[str, Any], params_dir: Path) -> str | None:
     """``models:/NAME@champion`` when the project's registry has a champion, else None (without creating
     a store: an absent SQLite file means no registry)."""
-    from ragops.registry import CHAMPION, aliases
-    from ragops.tracking import RegistryConfig, resolve_store
+    from ragops.registry.tracking import RegistryConfig, resolve_store
+    from ragops.registry.versions import CHAMPION, aliases
 
     cfg = RegistryConfig.from_params(params.get("registry"))
     store = resolve_store(cfg, params_dir)

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from ragops.errors import ConfigError, RagopsError
-from ragops.pipeline import SearchPipeline
+from ragops.retrieval.pipeline import SearchPipeline
 from ragops.serving.cache import QueryCache
 
 log = logging.getLogger("ragops.serve")
@@ -120,7 +120,7 @@ def quiet_onnx(encode, threads: int) -> None:
     Runtime's pool spins between runs by default: harmless in a loop, but in the server it takes the cores
     from the other search thread and the HTTP loop (the torch backend is capped per search thread:
     ragops.serving.runner)."""
-    from ragops.onnx_encoder import OnnxModel
+    from ragops.encode.onnx_encoder import OnnxModel
 
     model = getattr(encode, "model", None)
     if threads > 0 and isinstance(model, OnnxModel):
@@ -184,7 +184,7 @@ def load_local(
     params: dict[str, Any], cache_size: int, on_lookup=None, default_mode: str | None = None, encoder_threads: int = 0
 ) -> Served:
     """The built project's pipeline, every mode it has the models for."""
-    from ragops.artifacts import load_pipeline
+    from ragops.retrieval.load import load_pipeline
 
     t0 = time.perf_counter()
     pipeline, docs = load_pipeline(params, default_mode=default_mode)

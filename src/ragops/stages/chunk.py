@@ -7,9 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from ragops.chunking import chunk_documents
+from ragops.data.chunking import chunk_documents
+from ragops.encode.models import load_tokenizer
 from ragops.io import write_parquet
-from ragops.models import load_tokenizer
 from ragops.timing import run_stage
 
 log = logging.getLogger("ragops.chunk")

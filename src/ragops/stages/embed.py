@@ -1,6 +1,6 @@
 """Stage `embed`: chunks.parquet -> embeddings.npy (row i = chunk i), through the content cache.
 
-``embed.dask`` picks where the model runs (this process, or a Dask cluster: ragops.dask_embed);
+``embed.dask`` picks where the model runs (this process, or a Dask cluster: ragops.encode.dask);
 the vectors and the cache are the same either way.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from ragops.dask_embed import open_encoder
-from ragops.embedding import EmbeddingCache, embed_with_cache
+from ragops.encode.dask import open_encoder
+from ragops.encode.encoder import EmbeddingCache, embed_with_cache
 from ragops.io import write_json, write_npy
 from ragops.timing import run_stage
 

@@ -14,9 +14,9 @@ from typing import Any
 import pandas as pd
 
 from ragops.answer.rag_eval import answer_metrics
-from ragops.artifacts import available_modes, load_pipeline, local_parts
-from ragops.evaluation import DEFAULT_METRICS, evaluate_mode, qrels_for_split, summarize
+from ragops.eval.evaluation import DEFAULT_METRICS, evaluate_mode, qrels_for_split, summarize
 from ragops.io import atomic_dir, read_json, write_csv, write_json
+from ragops.retrieval.load import available_modes, load_pipeline, local_parts
 from ragops.timing import run_stage
 
 log = logging.getLogger("ragops.evaluate")
@@ -30,7 +30,7 @@ def main(params: dict[str, Any]) -> None:
     skipped = [m for m in cfg["modes"] if m not in have]
     if skipped:  # no train judgments (or training disabled): the trained modes do not exist
         log.info("not evaluated (their models were not trained): %s", ", ".join(skipped))
-    pipeline, _ = load_pipeline(params, modes)  # base, fine-tuned and reranking modes (ragops.pipeline)
+    pipeline, _ = load_pipeline(params, modes)  # base, fine-tuned and reranking modes (ragops.retrieval.pipeline)
     pipeline, memo = cache_rerank_scores(pipeline, params["embed"]["cache_dir"])
     latency_splits = set(cfg.get("latency_splits", cfg["splits"]))
     queries = pd.read_parquet(paths["queries"])
@@ -74,8 +74,8 @@ def cache_rerank_scores(pipeline, cache_dir: str):
     the reranker's fingerprint, max_length and the pair's text); latency is always measured on fresh scoring.
     A scorer whose pair scores depend on the list (the int8 ONNX one) is not cached: it scores each query's
     list fresh, exactly as a server does."""
-    from ragops.embedding import CachedEncoder
-    from ragops.rerank import PairEncoder
+    from ragops.encode.encoder import CachedEncoder
+    from ragops.retrieval.rerank import PairEncoder
 
     reranker = pipeline.reranker
     if reranker is None or reranker.model is None or getattr(reranker.model, "list_dependent", False):

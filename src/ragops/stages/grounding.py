@@ -55,7 +55,7 @@ def sample(pairs: list, n: int, seed: int) -> list:
 
 
 def main(params: dict[str, Any]) -> None:
-    from ragops.embedding import Encoder
+    from ragops.encode.encoder import Encoder
 
     g, paths, seed = params["grounding"], params["paths"], int(params["seed"])
     folder = Path(paths["claims"])  # prepare's copy of the data set's labelled claims

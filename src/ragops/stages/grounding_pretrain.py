@@ -16,9 +16,9 @@ from typing import Any
 from ragops.answer.cross_encoder import cross_encoder_config
 from ragops.answer.nli_pretrain import PretrainConfig, pretrain
 from ragops.dagdeps import training_code
+from ragops.encode.models import resolve_model
 from ragops.errors import ConfigError
 from ragops.io import atomic_dir, write_json
-from ragops.models import resolve_model
 from ragops.timing import run_stage
 from ragops.training.artifacts import MARKER, content_key, reusable, write_skipped
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from ragops.index.sparse import BM25Config, BM25Index
+from ragops.retrieval.index.sparse import BM25Config, BM25Index
 from ragops.timing import run_stage
 
 log = logging.getLogger("ragops.index_bm25")

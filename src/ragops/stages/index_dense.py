@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ragops.index.dense import DenseConfig, build_dense, save_dense
 from ragops.io import read_npy
+from ragops.retrieval.index.dense import DenseConfig, build_dense, save_dense
 from ragops.timing import run_stage
 
 log = logging.getLogger("ragops.index_dense")

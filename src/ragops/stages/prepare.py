@@ -2,7 +2,7 @@
 docs/queries/qrels parquet + stats.json.
 
 Reads ``paths.corpus`` (the ingest stage's BEIR folder), the ``*.jsonl`` files of ``data.judgments``
-(``ragops.judgments``), ``prepare.dev_fraction``, ``prepare.max_docs``, ``seed``; writes
+(``ragops.eval.judgments``), ``prepare.dev_fraction``, ``prepare.max_docs``, ``seed``; writes
 ``paths.docs``, ``paths.queries``, ``paths.qrels`` and ``paths.prepare_stats``. All validation
 happens before the first write, and every write is atomic.
 
@@ -20,8 +20,8 @@ from typing import Any
 
 from ragops.data.judged import judgment_files
 from ragops.data.prepare import prepare_dataset
+from ragops.eval.judgments import read_many
 from ragops.io import atomic_dir, write_json, write_parquet
-from ragops.judgments import read_many
 from ragops.timing import run_stage
 
 log = logging.getLogger(__name__)

@@ -10,11 +10,11 @@ import pandas as pd
 
 from ragops.answer.answerer import build_answerer
 from ragops.answer.rag_eval import rag_metrics
-from ragops.artifacts import load_pipeline
-from ragops.embedding import CachedEncoder
+from ragops.encode.encoder import CachedEncoder
 from ragops.errors import ConfigError
-from ragops.evaluation import qrels_for_split
+from ragops.eval.evaluation import qrels_for_split
 from ragops.io import write_json
+from ragops.retrieval.load import load_pipeline
 from ragops.timing import run_stage
 
 log = logging.getLogger("ragops.rag")

@@ -1,9 +1,9 @@
 """Stage `register`: the evaluation as an MLflow run, the trained pipeline as a registered pyfunc model,
 and the gate that decides whether the new version (alias ``challenger``) becomes ``champion``.
 
-The package carries every part of every mode the build has models for (``ragops.artifacts.PARTS``) and
+The package carries every part of every mode the build has models for (``ragops.retrieval.load.PARTS``) and
 serves the mode chosen by ``registry.mode`` (``auto``: the best dev nDCG@10 within ``max_p95_ms``;
-``ragops.served_mode``). The gate compares that mode's per-query scores with the champion's own served
+``ragops.registry.served_mode``). The gate compares that mode's per-query scores with the champion's own served
 mode's, on the same evaluation set only (``data.fingerprint``). Under ``dvc exp run`` the run is logged
 but nothing is registered or promoted unless ``registry.experiments: register``: an experiment is a
 question, not a release. Reads metrics.json, per_query.csv, plots/, the models, indexes, chunks and docs;
@@ -24,23 +24,23 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from ragops import registry
-from ragops.artifacts import available_modes, local_parts, pipeline_config
-from ragops.blobstore import dedup_tree, local_path
+from ragops.encode.models import model_fingerprint, resolve_model
+from ragops.encode.onnx_encoder import FILES as ONNX_FILES
+from ragops.encode.onnx_encoder import export_dir
+from ragops.encode.onnx_reranker import ensure_export as ensure_reranker_export
 from ragops.errors import ConfigError
-from ragops.gate import GateDecision, gate
+from ragops.eval.plots import render_plots
 from ragops.io import read_json, write_json
-from ragops.models import model_fingerprint, resolve_model
-from ragops.onnx_encoder import FILES as ONNX_FILES
-from ragops.onnx_encoder import export_dir
-from ragops.onnx_reranker import ensure_export as ensure_reranker_export
-from ragops.plots import render_plots
 from ragops.pyfunc import log_pipeline_model
 from ragops.recovery import clean_stale_temp, failpoint, lock_path, private_tempdir, reconcile, registry_lock, run_tags
-from ragops.served_mode import choose_mode
+from ragops.registry import versions as registry
+from ragops.registry.blobstore import dedup_tree, local_path
+from ragops.registry.gate import GateDecision, gate
+from ragops.registry.served_mode import choose_mode
+from ragops.registry.tracking import RegistryConfig, connect, experiment_id, lineage_tags, log_evaluation, resolve_store
+from ragops.retrieval.load import available_modes, local_parts, pipeline_config
 from ragops.stages.evaluate import NO_JUDGMENTS
 from ragops.timing import DEFAULT_DIR, read_stage_times, run_stage
-from ragops.tracking import RegistryConfig, connect, experiment_id, lineage_tags, log_evaluation, resolve_store
 
 log = logging.getLogger("ragops.register")
 EXPERIMENT_ENV = "DVC_EXP_NAME"  # set by `dvc exp run` (also --temp and --queue) for every stage it runs
@@ -143,7 +143,7 @@ def package_parts(params: dict[str, Any], tmp: Path) -> dict[str, Path | None]:
 
 
 def share_files(client, model_id: str | None, artifact_location: str | None) -> dict[str, Any]:
-    """Hard-link the new version's files to the store's blobs (``ragops.blobstore``): an unchanged model
+    """Hard-link the new version's files to the store's blobs (``ragops.registry.blobstore``): an unchanged model
     costs no disk again. Only on a local artifact store; a tracking server manages its own storage."""
     root = local_path(artifact_location)
     if root is None or not model_id:

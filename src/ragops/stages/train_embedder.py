@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ragops.artifacts import load_retriever
 from ragops.dagdeps import training_code
-from ragops.evaluation import qrels_for_split
+from ragops.eval.evaluation import qrels_for_split
 from ragops.io import atomic_dir, read_npy, write_json
+from ragops.retrieval.load import load_retriever
 from ragops.timing import run_stage
 from ragops.training.data import best_chunk_rows, build_examples, interleave
 from ragops.training.embedder import TrainConfig, rerank_pool_score, train_bi_encoder
@@ -45,7 +45,7 @@ def main(params: dict[str, Any]) -> None:
     if started is None:
         return
     positives, key = started
-    from ragops.models import load_sentence_transformer
+    from ragops.encode.models import load_sentence_transformer
 
     text_of = pd.read_parquet(paths["queries"]).set_index("query_id")["text"]
     chunks = pd.read_parquet(paths["chunks"], columns=["doc_id", "text"])

@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ragops.artifacts import load_retriever
 from ragops.dagdeps import training_code
-from ragops.evaluation import as_run, qrels_for_split
+from ragops.encode.models import resolve_model
+from ragops.eval.evaluation import as_run, qrels_for_split
+from ragops.eval.metrics import mean_metrics
 from ragops.io import atomic_dir, write_json
-from ragops.metrics import mean_metrics
-from ragops.models import resolve_model
-from ragops.records import Hits
-from ragops.rerank import doc_passage, rerank_hits
+from ragops.retrieval.load import load_retriever
+from ragops.retrieval.records import Hits
+from ragops.retrieval.rerank import doc_passage, rerank_hits
 from ragops.stages.train_embedder import train_config
 from ragops.timing import run_stage
 from ragops.training.data import build_examples, interleave

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ragops.records import Hits
+from ragops.retrieval.records import Hits
 
 TRAIN_SPLIT = "train"
 

@@ -196,9 +196,9 @@ def rerank_pool_score(
     Cheaper than re-embedding the corpus after every epoch; the pools (the base retrievers' top
     documents) are the same for every checkpoint, so checkpoints compare fairly.
     """
-    from ragops.evaluation import as_run
-    from ragops.metrics import mean_metrics
-    from ragops.records import Hits
+    from ragops.eval.evaluation import as_run
+    from ragops.eval.metrics import mean_metrics
+    from ragops.retrieval.records import Hits
 
     docs = sorted({d for pool in pools for d in pool})
     texts = [t for d in docs for t in doc_chunks[d]]

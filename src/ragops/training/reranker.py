@@ -20,7 +20,7 @@ def init_cross_encoder(base_path: str | Path, seed: int, layers: int = 0):
     """(model, tokenizer): the base folder's encoder with a seeded, new 1-logit classification head;
     ``layers`` > 0 keeps only its first ``layers`` transformer layers (a shallower, faster reranker, like the
     2- and 4-layer MiniLM cross-encoders; 0 keeps them all)."""
-    from ragops.models import offline_env
+    from ragops.encode.models import offline_env
 
     offline_env()
     set_seed(seed)

@@ -1,7 +1,7 @@
 """Choosing the trained pipeline's serving knobs on dev (never test), each trial an MLflow run.
 
 Searched: fusion of BM25 with the fine-tuned dense retriever (``fusion_ft``: the fusion grid of
-``ragops.tuning``) and the reranker's ``n`` x ``max_length`` x ``weight`` within the latency budget
+``ragops.retrieval.tuning``) and the reranker's ``n`` x ``max_length`` x ``weight`` within the latency budget
 (``n * max_length <= budget_tokens``: the cross-encoder reads ~5,500 tokens/s on 2 cores). Each
 setting is a nested run under one parent run in the project's tracking store; the winners are
 written into params.yaml with the command that found them.
@@ -12,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ragops.evaluation import as_run
-from ragops.metrics import mean_metrics
-from ragops.rerank import rerank_hits
-from ragops.retrieval import FusionConfig
-from ragops.tuning import grid_search, split_queries, write_block
+from ragops.eval.evaluation import as_run
+from ragops.eval.metrics import mean_metrics
+from ragops.retrieval.rerank import rerank_hits
+from ragops.retrieval.retriever import FusionConfig
+from ragops.retrieval.tuning import grid_search, split_queries, write_block
 
 __all__ = ["rerank_grid", "tune_trained", "write_block", "mlflow_logger"]
 
@@ -30,7 +30,7 @@ def rerank_grid(ns: list[int], lengths: list[int], weights: list[float], budget_
 def tune_trained(params: dict[str, Any], split: str, metric: str, budget_tokens: int, log_run=None) -> dict[str, Any]:
     """Best ``fusion_ft`` (fusion then feedback grid) then best rerank setting on ``split``;
     ``log_run(name, params, metrics)`` records each trial. Returns {"fusion_ft", "rerank", "trials", ...}."""
-    from ragops.artifacts import load_pipeline, load_reranker
+    from ragops.retrieval.load import load_pipeline, load_reranker
     from ragops.training.artifacts import effective_reranker
 
     qids, qtexts, qrels = split_queries(params, split)
@@ -96,7 +96,7 @@ def mlflow_logger(params: dict[str, Any], parent_name: str):
 
     import mlflow
 
-    from ragops.tracking import RegistryConfig, connect, experiment_id, resolve_store
+    from ragops.registry.tracking import RegistryConfig, connect, experiment_id, resolve_store
 
     cfg = RegistryConfig.from_params(params.get("registry"))
     store = resolve_store(cfg, Path.cwd())
