@@ -14,7 +14,7 @@ import pytest
 from ragops.encode.encoder import CachedEncoder, EmbeddingCache
 from ragops.errors import ConfigError
 from ragops.io import write_json
-from ragops.training.artifacts import MARKER, reusable, training_key
+from ragops.training.artifacts import MARKER, code_digest, reusable, training_key
 
 
 class CountingEncoder:
@@ -70,7 +70,7 @@ def project(tmp_path: Path) -> dict:
     qrels.to_parquet(tmp_path / "qrels.parquet")
     queries.to_parquet(tmp_path / "queries.parquet")
     code = tmp_path / "train.py"
-    code.write_text("# training code v1\n")
+    code.write_text('"""Training code."""\nSTEPS = 1  # v1\n')
     return {
         "seed": 42,
         "embed": {"model": "all-MiniLM-L6-v2"},
@@ -99,7 +99,11 @@ def test_training_key_ignores_test_and_corpus_but_not_train_data_params_or_code(
     changed.append(training_key(project, cfg, [project["_code"]]))
     changed.append(training_key(project, {"epochs": 3}, [project["_code"]]))
     changed.append(training_key({**project, "seed": 7}, {"epochs": 3}, [project["_code"]]))
-    project["_code"].write_text("# training code v2\n")
+    # what the code computes changes the key; a docstring, a comment or the layout do not (code_digest)
+    same = training_key({**project, "seed": 7}, {"epochs": 3}, [project["_code"]])
+    project["_code"].write_text('"""Training code, reworded."""\n\nSTEPS = 1    # v1, with a comment\n')
+    assert training_key({**project, "seed": 7}, {"epochs": 3}, [project["_code"]]) == same
+    project["_code"].write_text('"""Training code."""\nSTEPS = 2  # v1\n')
     changed.append(training_key({**project, "seed": 7}, {"epochs": 3}, [project["_code"]]))
     assert len({key, *changed}) == 6
 
@@ -120,3 +124,17 @@ def test_reusable_follows_the_policy_and_the_override(tmp_path: Path, monkeypatc
     assert not reusable(folder, "k1", "on_train_change")  # a marker is never "a trained model"
     with pytest.raises(ConfigError, match="always"):
         reusable(folder, "k1", "sometimes")
+
+
+def test_code_digest_reads_what_python_runs(tmp_path: Path) -> None:
+    """Docstrings (module, class, function), comments and layout do not count; code, strings that are not
+    docstrings and non-Python files do."""
+    def digest(text: str, name: str = "m.py") -> bytes:
+        (tmp_path / name).write_text(text)
+        return code_digest(tmp_path / name)
+
+    base = digest('"""Doc."""\nclass A:\n    """Doc."""\n    def f(self):\n        """Doc."""\n        return 1\n')
+    assert digest('"""Other doc."""\n\n\nclass A:  # note\n    """x"""\n    def f(self):\n        return (1)\n') == base
+    assert digest('class A:\n    def f(self):\n        return 2\n') != base
+    assert digest('X = "a"\n') != digest('X = "b"\n')  # a string that is not a docstring is code
+    assert digest("a: 1\n", "c.yaml") != digest("a:  1\n", "c.yaml")  # other files: their bytes

@@ -7,6 +7,7 @@ Both stages always write their output folder (DVC needs it); ``training.json`` i
 
 from __future__ import annotations
 
+import ast
 import copy
 import hashlib
 import json
@@ -41,18 +42,38 @@ def training_key(params: dict[str, Any], cfg: dict[str, Any], code: Sequence[str
     settings = {"cfg": cfg, "seed": params.get("seed"), "model": params["embed"]["model"]}
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     for f in sorted(str(c) for c in code):
-        h.update(Path(f).read_bytes())
+        h.update(code_digest(f))
     return h.hexdigest()
 
 
+def code_digest(path: str | Path) -> bytes:
+    """What a code file gives a training key: a Python file's syntax tree without its docstrings (comments
+    and layout never reach the tree), so rewording a docstring or a comment, or reformatting, does not
+    retrain a model; any other file, its bytes. The tree's form is Python's (``ast.dump``): another Python
+    minor version may retrain once."""
+    path = Path(path)
+    data = path.read_bytes()
+    if path.suffix != ".py":
+        return data
+    tree = ast.parse(data, filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and \
+                    isinstance(first.value.value, str):
+                node.body = node.body[1:] or ([] if isinstance(node, ast.Module) else [ast.Pass()])
+    return ast.dump(tree, include_attributes=False).encode()
+
+
 def content_key(settings: dict[str, Any], files: Sequence[str | Path], code: Sequence[str | Path]) -> str:
-    """Hash of ``settings`` (JSON), the bytes of ``files`` (data, in the given order) and of ``code``
+    """Hash of ``settings`` (JSON), the bytes of ``files`` (data, in the given order) and ``code`` (as
+    :func:`code_digest` reads it)
     (sorted): the training key of a model whose data are whole files (the grounding scorer)."""
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for f in files:
         h.update(Path(f).name.encode() + b"\0" + Path(f).read_bytes())
     for f in sorted(str(c) for c in code):
-        h.update(Path(f).read_bytes())
+        h.update(code_digest(f))
     return h.hexdigest()
 
 
