@@ -146,7 +146,7 @@ class OnnxModel:
         workers: int | None = None,
         spinning: bool = True,
     ) -> None:
-        from transformers import AutoTokenizer
+        from ragops.encode.tokenize import FastTokenizer
 
         folder = Path(folder)
         if backend not in FILES:
@@ -158,10 +158,10 @@ class OnnxModel:
         # The embedding-cache tag: int8 vectors from batched runs (before one text per run) differ a little.
         self.cache_tag = f"{backend}.1" if backend == "onnx-int8" else backend
         self.meta = json.loads((folder / "meta.json").read_text())
-        self.tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
         self.names = list(self.meta["input_names"])
         self.dim = int(self.meta["dim"])
         self.max_seq_length = int(self.meta["max_seq_length"])
+        self.tokenizer = FastTokenizer(folder / "tokenizer", self.max_seq_length)
         self.configure(threads, workers, spinning)
 
     def configure(self, threads: int | None = None, workers: int | None = None, spinning: bool = True) -> None:
@@ -186,9 +186,8 @@ class OnnxModel:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        # Tokenized here, in one call: the workers only run the session (a tokenizer shared by threads
-        # can fail with "Already borrowed").
-        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_seq_length)
+        # Tokenized here, in one call: the workers only run the session.
+        enc = self.tokenizer(list(texts))
         inputs = [[enc[n][i] for n in self.names] for i in range(len(texts))]
 
         def run(i: int) -> None:

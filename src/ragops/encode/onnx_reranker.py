@@ -147,7 +147,8 @@ class OnnxCrossEncoder:
     def __init__(self, folder: str | Path, max_length: int, threads: int | None = None,
                  spinning: bool = False) -> None:
         import onnxruntime as ort
-        from transformers import AutoTokenizer
+
+        from ragops.encode.tokenize import FastTokenizer
 
         folder = Path(folder)
         if not (folder / FILE).is_file():
@@ -156,7 +157,7 @@ class OnnxCrossEncoder:
         self.list_dependent = True  # a pair's score depends on its list: no per-pair score cache
         self.max_length = int(max_length)
         self.names = list(json.loads((folder / "meta.json").read_text())["input_names"])
-        self.tokenizer = AutoTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
+        self.tokenizer = FastTokenizer(folder / "tokenizer", self.max_length, pad=True)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, int(threads or len(os.sched_getaffinity(0))))
         opts.inter_op_num_threads = 1
@@ -169,9 +170,8 @@ class OnnxCrossEncoder:
             return np.empty(0, dtype=np.float32)
         # longest_first cuts the passage alone while it is the longer side (the usual case: the same inputs as
         # only_second), and a query itself longer than max_length too, where only_second would raise
-        enc = self.tokenizer([query] * len(passages), list(passages), truncation="longest_first",
-                             max_length=self.max_length, padding=True, return_tensors="np")
-        feeds = {n: enc[n].astype(np.int64) for n in self.names}
+        enc = self.tokenizer([query] * len(passages), list(passages))
+        feeds = {n: enc[n] for n in self.names}
         return np.asarray(self.session.run(None, feeds)[0], dtype=np.float32).reshape(len(passages))
 
     def score_pairs(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
