@@ -3,7 +3,7 @@
     python bench/reranker_recipes.py [--root .] [--layers 0 1 2 3]
 
 Needs a built project with a trained reranker (`dvc repro`). The trained cross-encoder is exported once to
-fp32 ONNX (fused, as ragops.onnx_reranker does) and quantized under each recipe: every MatMul int8 (layers
+fp32 ONNX (fused, as ragops.encode.onnx_reranker does) and quantized under each recipe: every MatMul int8 (layers
 0: recipe 1), the feed-forward MatMuls of the first L encoder layers left in fp32 (recipe 2 is L =
 rerank FP32_LAYERS), and no quantization at all (fp32 ONNX). For dev and test, and for both first stages
 (hybrid, hybrid_ft), each query's top rerank.n documents are scored by PyTorch and by each recipe:
@@ -42,11 +42,11 @@ def zdev(got: list[np.ndarray], ref: list[np.ndarray]) -> float:
 
 
 def export_fp32(folder: Path, work: Path) -> Path:
-    """The fused fp32 graph ragops.onnx_reranker quantizes: its export is run with quantize_dynamic
+    """The fused fp32 graph ragops.encode.onnx_reranker quantizes: its export is run with quantize_dynamic
     wrapped to keep a copy of its input (the export itself keeps only the int8 model)."""
     import onnxruntime.quantization as q
 
-    from ragops.onnx_reranker import export_cross_encoder
+    from ragops.encode.onnx_reranker import export_cross_encoder
 
     real, fp32 = q.quantize_dynamic, work / "fp32.onnx"
 
@@ -67,7 +67,7 @@ def recipe_folder(fp32: Path, work: Path, layers: int | None) -> Path:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from ragops.onnx_reranker import FILE, fp32_nodes
+    from ragops.encode.onnx_reranker import FILE, fp32_nodes
 
     out = work / ("fp32" if layers is None else f"fp32_ffn_{layers}")
     shutil.copytree(work / "export", out, ignore=shutil.ignore_patterns(FILE))
@@ -93,12 +93,12 @@ def main() -> None:
         return
     import pandas as pd
 
-    from ragops.artifacts import load_pipeline
     from ragops.config import load_params
-    from ragops.evaluation import qrels_for_split
-    from ragops.metrics import mean_metrics
-    from ragops.onnx_reranker import FP32_LAYERS, OnnxCrossEncoder
-    from ragops.rerank import rerank_hits
+    from ragops.encode.onnx_reranker import FP32_LAYERS, OnnxCrossEncoder
+    from ragops.eval.evaluation import qrels_for_split
+    from ragops.eval.metrics import mean_metrics
+    from ragops.retrieval.load import load_pipeline
+    from ragops.retrieval.rerank import rerank_hits
     from ragops.training.artifacts import effective_reranker
 
     params = load_params()
