@@ -37,7 +37,7 @@ def _clear_stale(path: Path) -> None:
     for entry in path.parent.glob(f".{glob_escape(path.name)}.*"):
         rest = entry.name[len(prefix):]
         pid = rest.split(".", 1)[0].removeprefix("old-")
-        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+        if not pid.isdigit() or int(pid) == os.getpid() or pid_alive(int(pid)):
             continue
         if rest.startswith("old-") and not path.exists():
             os.replace(entry, path)  # killed between its two renames: the last good folder goes back
@@ -52,7 +52,8 @@ def glob_escape(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (someone else's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ragops.errors import RagopsError
+from ragops.io import pid_alive
 
 log = logging.getLogger("ragops.recovery")
 PID_TAG, HOST_TAG = "ragops.pid", "ragops.host"
@@ -81,16 +82,6 @@ def _read(path: Path) -> str:
         return path.read_text(encoding="utf-8").strip()
     except OSError:
         return ""
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
 
 
 def run_tags() -> dict[str, str]:

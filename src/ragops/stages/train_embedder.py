@@ -40,14 +40,13 @@ def train_config(cfg: dict[str, Any], seed: int) -> TrainConfig:
 
 
 def main(params: dict[str, Any]) -> None:
-    paths, cfg, seed = params["paths"], params["train"]["embedder"], int(params["seed"])
     started = start(params, "embedder", CODE)
     if started is None:
         return
-    positives, key = started
+    positives, key, text_of = started
     from ragops.encode.models import load_sentence_transformer
 
-    text_of = pd.read_parquet(paths["queries"]).set_index("query_id")["text"]
+    paths, cfg, seed = params["paths"], params["train"]["embedder"], int(params["seed"])
     chunks = pd.read_parquet(paths["chunks"], columns=["doc_id", "text"])
     doc_rows = chunks.groupby("doc_id").indices
     retriever = load_retriever(params)

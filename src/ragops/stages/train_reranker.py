@@ -34,13 +34,12 @@ CODE = training_code("train_reranker")
 
 
 def main(params: dict[str, Any]) -> None:
-    paths, cfg, seed = params["paths"], params["train"]["reranker"], int(params["seed"])
     started = start(params, "reranker", CODE)
     if started is None:
         return
-    positives, key = started
-    text_of = pd.read_parquet(paths["queries"]).set_index("query_id")["text"]
-    docs = pd.read_parquet(paths["docs"])
+    positives, key, text_of = started
+    docs = pd.read_parquet(params["paths"]["docs"])
+    paths, cfg, seed = params["paths"], params["train"]["reranker"], int(params["seed"])
     passage = {d: doc_passage(t, x) for d, t, x in zip(docs["doc_id"], docs["title"], docs["text"], strict=True)}
     retriever = load_retriever(params)
     qids = sorted(positives)

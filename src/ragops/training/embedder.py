@@ -198,7 +198,7 @@ def rerank_pool_score(
     """
     from ragops.eval.evaluation import as_run
     from ragops.eval.metrics import mean_metrics
-    from ragops.retrieval.records import Hits
+    from ragops.retrieval.retriever import max_by_doc
 
     docs = sorted({d for pool in pools for d in pool})
     texts = [t for d in docs for t in doc_chunks[d]]
@@ -208,10 +208,6 @@ def rerank_pool_score(
     hits = []
     for qi, pool in enumerate(pools):
         pool_set = set(pool)
-        best: dict[str, float] = {}
-        sims = vecs @ qv[qi]
-        for row, d in enumerate(owner):
-            if d in pool_set and (d not in best or sims[row] > best[d]):
-                best[d] = float(sims[row])
-        hits.append(Hits.from_dict(best))
+        rows = np.asarray([r for r, d in enumerate(owner) if d in pool_set], dtype=np.int64)
+        hits.append(max_by_doc(vecs[rows] @ qv[qi], rows, owner, len(pool_set)))
     return mean_metrics(dict(qrels), as_run(query_ids, hits), [metric])[metric]

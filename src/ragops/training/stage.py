@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -13,10 +13,16 @@ from ragops.training.artifacts import MARKER, file_sha256, reusable, training_ke
 from ragops.training.data import train_positives
 
 
-def start(params: dict[str, Any], name: str, code: Sequence) -> tuple[dict[str, set[str]], str] | None:
-    """``(train positives, training key)`` of model ``name`` (``train.<name>``, saved at ``paths.<name>``),
-    or None when there is nothing to train: disabled or no train judgments (a skipped marker is written),
-    or a model whose training key is unchanged is kept (``train.retrain: on_train_change``)."""
+class Started(NamedTuple):
+    positives: dict[str, set[str]]  # train query id -> its relevant doc ids
+    key: str  # the training key the model will carry
+    text_of: pd.Series  # query id -> query text
+
+
+def start(params: dict[str, Any], name: str, code: Sequence) -> Started | None:
+    """What training model ``name`` (``train.<name>``, saved at ``paths.<name>``) starts from, or None when
+    there is nothing to train: disabled or no train judgments (a skipped marker is written), or a model
+    whose training key is unchanged is kept (``train.retrain: on_train_change``)."""
     log = logging.getLogger(f"ragops.train_{name}")
     paths, cfg = params["paths"], params["train"][name]
     positives = train_positives(pd.read_parquet(paths["qrels"]))
@@ -30,7 +36,7 @@ def start(params: dict[str, Any], name: str, code: Sequence) -> tuple[dict[str, 
         log.info("%s kept: its training key is unchanged (train.retrain: on_train_change; RAGOPS_RETRAIN=1 "
                  "retrains)", name)
         return None
-    return positives, key
+    return Started(positives, key, pd.read_parquet(paths["queries"]).set_index("query_id")["text"])
 
 
 def mined_runs(retriever, text_of, qids: Sequence[str]) -> dict[str, list]:
@@ -58,4 +64,4 @@ def marker(params: dict[str, Any], name: str, key: str, result, **counts: Any) -
     }
 
 
-__all__ = ["MARKER", "marker", "mined_runs", "start"]
+__all__ = ["MARKER", "Started", "marker", "mined_runs", "start"]
