@@ -121,3 +121,21 @@ def test_no_train_judgments_writes_markers_and_falls_back(tmp_path: Path) -> Non
     params["train"]["embedder"]["enabled"] = False
     train_embedder.main(params)
     assert training_record(params["paths"]["embedder"])["reason"].startswith("disabled")
+
+
+def test_pool_score_ranks_each_pool_by_its_best_chunk() -> None:
+    """The embedder's dev score (rerank_pool_score): a document scores by its closest chunk (MaxP), only
+    the pool's documents count, and the metric is computed over the ranked pools."""
+    from ragops.training.embedder import rerank_pool_score
+
+    vec = {"q": [1.0, 0.0], "a1": [0.1, 1.0], "a2": [0.9, 0.1], "b1": [0.5, 0.5], "c1": [1.0, 0.0]}
+
+    def encode(texts: list[str]) -> np.ndarray:
+        v = np.asarray([vec[t] for t in texts], dtype=np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    chunks = {"a": ["a1", "a2"], "b": ["b1"], "c": ["c1"]}
+    # a's best chunk (a2) beats b: a relevant document first -> nDCG@1 1; c (closest of all) is outside the pool
+    assert rerank_pool_score(encode, ["q"], [["b", "a"]], chunks, {"1": {"a": 1}}, ["1"], "ndcg@1") == 1.0
+    assert rerank_pool_score(encode, ["q"], [["b", "a"]], chunks, {"1": {"b": 1}}, ["1"], "ndcg@1") == 0.0
+    assert rerank_pool_score(encode, ["q"], [["b", "a", "c"]], chunks, {"1": {"a": 1}}, ["1"], "ndcg@1") == 0.0
