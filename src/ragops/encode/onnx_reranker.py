@@ -13,8 +13,9 @@ measured on dev and test by ``bench/onnx_reranker.py``.
 Mixed precision (recipe 2): the feed-forward MatMuls of the first ``FP32_LAYERS`` encoder layers stay fp32,
 every other weight is int8 per output channel. Int8 activations take one scale per tensor, and the early
 layers' feed-forward inputs carry the outliers that scale wastes its range on: on the SciFact reranker
-(dev, hybrid_ft's top 10) leaving those four MatMuls in fp32 halves the scores' deviation from PyTorch
-(0.096 -> 0.043 z-units a passage) for ~15% of the int8 speed-up (docs/DECISIONS.md, "Reranker recipe").
+(dev, each query's reranked top n) leaving those four MatMuls in fp32 halves the scores' deviation from
+PyTorch (0.096 -> 0.043 z-units a passage) at 36.5 ms a query against 32.6 all-int8 and 40.8 fp32
+(``bench/reranker_recipes.py``; docs/DECISIONS.md, "Reranker recipe").
 Recipe 1 (all int8) exports are named ``<fingerprint>-ce``; a registered package that carries one still
 serves it (what was gated is what is served), while a local cache re-exports under the new name.
 """
