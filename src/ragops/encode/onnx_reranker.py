@@ -23,6 +23,7 @@ serves it (what was gated is what is served), while a local cache re-exports und
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ FP32_LAYERS = 2
 # the feed-forward MatMuls of a BERT-style encoder as the TorchScript exporter names them (not the
 # attention's output projection, ".../layer.N/attention/output/dense/MatMul")
 FFN_MATMUL = re.compile(r"/encoder/layer\.(\d+)/(?:intermediate|output)/dense/MatMul$")
+log = logging.getLogger("ragops.onnx_reranker")
 
 
 def check_backend(backend: str) -> str:
@@ -102,6 +104,10 @@ def export_cross_encoder(model_path: str | Path, out: str | Path) -> Path:
                        hidden_size=int(config.hidden_size)).save_model_to_file(str(fp32))
         traced.unlink()
         keep = fp32_nodes(onnx.load(str(fp32), load_external_data=False).graph.node)
+        if len(keep) < 2 * FP32_LAYERS:  # two feed-forward MatMuls a layer; an exporter that names them
+            # otherwise would silently give recipe 1's deviation under recipe 2's name
+            log.warning("recipe %d: %d of the %d feed-forward MatMuls to keep in fp32 were found by name "
+                        "in %s; the rest are quantized to int8", RECIPE, len(keep), 2 * FP32_LAYERS, model_path)
         quantize_dynamic(str(fp32), str(tmp / FILE), per_channel=True, weight_type=QuantType.QInt8,
                          nodes_to_exclude=keep,
                          extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
