@@ -56,6 +56,24 @@ def test_pairs_match_transformers_cut_and_padded(folder, texts) -> None:
             np.testing.assert_array_equal(ours[name], theirs[name].astype(np.int64), err_msg=name)
 
 
+def test_the_answerers_token_count_is_not_cut_by_an_onnx_encoders_tokenizer(folder, texts) -> None:
+    """The answerer counts a context's tokens with the embedder's tokenizer; an ONNX encoder's FastTokenizer
+    cuts at max_length, the count must not (it sizes the context), and must equal transformers' count."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from ragops.answer.answerer import _token_counter
+
+    queries, docs = texts
+    onnx_like = SimpleNamespace(model=SimpleNamespace(tokenizer=FastTokenizer(folder, 16)))
+    counts = _token_counter(onnx_like, "all-MiniLM-L6-v2")(docs)
+    reference = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    assert counts == [len(x) for x in reference(docs, add_special_tokens=False, verbose=False)["input_ids"]]
+    assert max(counts) > 100  # beyond the encoder's cut at 16
+    assert len(FastTokenizer(folder, 16)(docs[:1])["input_ids"][0]) == 16  # the encoder's own still cuts
+
+
 def test_no_transformers_import_and_a_clear_error(folder, tmp_path) -> None:
     code = (f"import sys; from ragops.encode.tokenize import FastTokenizer; FastTokenizer({str(folder)!r}, 8)(['a b']);"
             " print('transformers' in sys.modules, 'torch' in sys.modules)")

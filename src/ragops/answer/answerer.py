@@ -191,7 +191,16 @@ class Answerer:
 
 
 def _token_counter(encode, model_name: str):
+    """``count(texts)``: each text's tokens under the embedder's tokenizer, without special tokens or a cut."""
     tokenizer = getattr(getattr(encode, "model", None), "tokenizer", None)
+    fast = getattr(tokenizer, "tokenizer", None)  # an ONNX encoder's ragops.encode.tokenize.FastTokenizer
+    if fast is not None and hasattr(fast, "encode_batch"):
+        from tokenizers import Tokenizer
+
+        counter = Tokenizer.from_str(fast.to_str())  # a copy: the encoder's own one cuts at max_length
+        counter.no_truncation()
+        counter.no_padding()
+        return lambda texts: [len(e.ids) for e in counter.encode_batch(list(texts), add_special_tokens=False)]
     if tokenizer is None:
         from ragops.encode.models import load_tokenizer
 
