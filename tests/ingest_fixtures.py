@@ -50,13 +50,19 @@ def write_image_pdf(path: Path, pages: int = 1) -> Path:
 
 
 def write_docx(path: Path, blocks: Sequence[Block], title: str | None = None,
-               table: Sequence[Sequence[str]] = ()) -> Path:
-    """A DOCX: headings with Word's built-in "Heading N" / "Title" styles, paragraphs, then a table."""
+               table: Sequence[Sequence[str]] = (), header: str | None = None,
+               notes: dict[str, Sequence[str]] | None = None) -> Path:
+    """A DOCX: headings with Word's built-in "Heading N" / "Title" styles, paragraphs, then a table; a page
+    header; ``notes`` {"footnotes"/"endnotes": texts} as Word stores them (python-docx cannot write notes, so
+    their parts are added to the package: the notes XML with Word's separator notes, its relationship and
+    content type)."""
     import docx
 
     document = docx.Document()
     if title:
         document.core_properties.title = title
+    if header:
+        document.sections[0].header.paragraphs[0].text = header
     for kind, text in blocks:
         if kind == "p":
             document.add_paragraph(text)
@@ -68,7 +74,35 @@ def write_docx(path: Path, blocks: Sequence[Block], title: str | None = None,
             for c, value in enumerate(row):
                 grid.cell(r, c).text = value
     document.save(str(path))
+    if notes:
+        _add_docx_notes(path, notes)
     return path
+
+
+def _add_docx_notes(path: Path, notes: dict[str, Sequence[str]]) -> None:
+    import zipfile
+
+    w = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+    with zipfile.ZipFile(path) as z:
+        parts = {name: z.read(name) for name in z.namelist()}
+    rels, types = parts["word/_rels/document.xml.rels"].decode(), parts["[Content_Types].xml"].decode()
+    for kind, texts in notes.items():  # kind: "footnotes" or "endnotes"
+        tag = kind[:-1]
+        body = "".join(f'<w:{tag} w:id="{i}"><w:p><w:r><w:t>{t}</w:t></w:r></w:p></w:{tag}>'
+                       for i, t in enumerate(texts, 1))
+        parts[f"word/{kind}.xml"] = (
+            f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:{kind} xmlns:w="{w}">'
+            f'<w:{tag} w:type="separator" w:id="-1"><w:p><w:r><w:separator/></w:r></w:p></w:{tag}>'
+            f'<w:{tag} w:type="continuationSeparator" w:id="0"><w:p><w:r><w:continuationSeparator/></w:r></w:p>'
+            f'</w:{tag}>{body}</w:{kind}>').encode()
+        rels = rels.replace("</Relationships>", f'<Relationship Id="rId{kind}" Target="{kind}.xml" Type="http://'
+                            f'schemas.openxmlformats.org/officeDocument/2006/relationships/{kind}"/></Relationships>')
+        types = types.replace("</Types>", f'<Override PartName="/word/{kind}.xml" ContentType="application/vnd.'
+                              f'openxmlformats-officedocument.wordprocessingml.{kind}+xml"/></Types>')
+    parts["word/_rels/document.xml.rels"], parts["[Content_Types].xml"] = rels.encode(), types.encode()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
 
 
 def write_html(path: Path, blocks: Sequence[Block], title: str | None = None, encoding: str = "utf-8") -> Path:

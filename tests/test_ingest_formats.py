@@ -61,6 +61,33 @@ def test_pdf_encrypted_with_an_owner_password_only_still_reads(tmp_path: Path) -
     assert (locked.status, locked.reason) == ("encrypted", "PDF is encrypted (password required)")
 
 
+def test_pdf_running_heads_page_numbers_and_broken_words(tmp_path: Path) -> None:
+    # fpdf2 breaks a line where the text has a newline: what a typesetter's hyphenation leaves in the text layer
+    topics = {1: "Sampling", 2: "Retrieval", 3: "Ranking"}
+    pages = [f"Journal of Tests, vol. 7\n{topics[n]}: the infor-\nmation on page {n} is state-of-the-\nart and the "
+             f"re-\nuse of Anglo-\nSaxon labs' data, by a re-use policy, of COVID-\n19 data on "
+             f"{topics[n].lower()}.\n{n}"
+             for n in (1, 2, 3)]
+    doc = one(write_pdf(tmp_path / "paper.pdf", pages))
+    assert "Journal" not in doc.text and [s.page for s in doc.sections] == [1, 2, 3]
+    page = doc.text[doc.sections[1].start:doc.sections[2].start].strip()
+    assert page == ("Retrieval: the information on page 2 is state-of-the-art and the re-use of Anglo-Saxon labs' "
+                    "data, by a re-use policy, of COVID-19 data on retrieval.")
+    assert doc.text.endswith("COVID-19 data on ranking.")  # the last page number went too
+    # two pages: too few to tell a running head from text, every line stays (a broken word is still joined)
+    short = one(write_pdf(tmp_path / "short.pdf", ["Head\nbro-\nken\n1", "Head\ntwo\n2"]))
+    assert short.text.split() == ["Head", "broken", "1", "Head", "two", "2"]
+
+
+def test_docx_footnotes_endnotes_and_no_page_header(tmp_path: Path) -> None:
+    doc = one(write_docx(tmp_path / "n.docx", BLOCKS, header="CONFIDENTIAL draft",
+                         notes={"endnotes": ["An endnote."], "footnotes": ["First footnote.", "Second one."]}))
+    assert "CONFIDENTIAL" not in doc.text
+    assert at(doc, "Notes") == "First footnote.\n\nSecond one.\n\nAn endnote."
+    assert "Notes" not in doc.text  # a section mark for citations, not a word of the text
+    assert "Notes" not in [s.heading for s in one(write_docx(tmp_path / "plain.docx", BLOCKS)).sections]
+
+
 def test_docx_headings_title_and_tables(tmp_path: Path) -> None:
     doc = one(write_docx(tmp_path / "guide.docx", BLOCKS, title="Admin Guide", table=[["Port", "8000"]]))
     assert doc.title == "Admin Guide" and doc.pages is None

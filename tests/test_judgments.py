@@ -130,6 +130,29 @@ def test_a_complete_last_line_without_newline_is_kept_when_appending(tmp_path: P
     assert judgments.read(path)["doc_id"].tolist() == ["d1", "d2"]
 
 
+def test_the_count_an_append_returns_follows_every_writer(tmp_path: Path) -> None:
+    """append reads only what was added since it last counted: lines other writers added, a file cut short
+    in place, and a file replaced by another (an editor's save) are all counted right."""
+    path = tmp_path / "judgments.jsonl"
+
+    def other(n: int, mode: str = "a") -> None:
+        with open(path, mode, encoding="utf-8") as f:
+            f.writelines(json.dumps(row(f"o{i}", "d", 1, "2025-01-01T00:00:00Z")) + "\n\n" for i in range(n))
+
+    assert judgments.append(path, [row(f"q{i}", "d", 1, "2025-01-01T00:00:00Z") for i in range(3)]) == 3
+    other(2)  # another process, blank lines between its rows
+    assert judgments.append(path, [row("q", "d", 0, "2025-01-01T00:00:01Z")]) == 6
+    other(1, "r+")  # cut short in place: one row (and a blank line) where there were more
+    with open(path, "r+") as f:
+        f.truncate(len(f.readline()) + 1)
+    assert judgments.append(path, [row("q", "d", 0, "2025-01-01T00:00:02Z")]) == 2
+    tmp = tmp_path / "saved.jsonl"
+    tmp.write_text("".join(json.dumps(row(f"e{i}", "d", 1, "2025-01-01T00:00:00Z")) + "\n" for i in range(4)))
+    tmp.replace(path)  # a new file under the old name
+    assert judgments.append(path, [row("q", "d", 0, "2025-01-01T00:00:03Z")]) == 5
+    assert judgments.append(path, []) == 5 and len(lines(path)) == 5
+
+
 def test_a_bad_row_appends_nothing(tmp_path: Path) -> None:
     path = tmp_path / "judgments.jsonl"
     judgments.append(path, [row("q", "d1", 1, "2025-01-01T00:00:00Z")])

@@ -163,10 +163,22 @@ def append(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> int:
     return total
 
 
+# (device, inode) of a judgments file -> (bytes counted, lines in them): an append reads only what was added
+# since this process last counted, not the whole file (a server appends one judgment a request)
+_COUNTED: dict[tuple[int, int], tuple[int, int]] = {}
+
+
 def _count_lines(fd: int) -> int:
-    size = os.fstat(fd).st_size
-    data = os.pread(fd, size, 0)
-    return sum(1 for line in data.split(b"\n")[:-1] if line.strip())
+    """Non-blank whole lines in the file; called under the lock, after a write that ended with a newline."""
+    st = os.fstat(fd)
+    key = (st.st_dev, st.st_ino)
+    done, lines = _COUNTED.get(key, (0, 0))
+    if done > st.st_size or (done and os.pread(fd, 1, done - 1) != b"\n"):  # truncated or rewritten: recount
+        done, lines = 0, 0
+    data = os.pread(fd, st.st_size - done, done)
+    lines += sum(1 for line in data.split(b"\n")[:-1] if line.strip())
+    _COUNTED[key] = (st.st_size, lines)
+    return lines
 
 
 def _raw(path: Path, order: int) -> pd.DataFrame:

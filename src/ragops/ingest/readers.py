@@ -4,6 +4,13 @@ Each reader takes the file's bytes (already size-checked by :func:`ragops.ingest
 returns one :class:`~ragops.ingest.formats.Doc`, or raises a
 :class:`~ragops.ingest.formats.ConversionError` whose status tells a damaged file (``corrupt``) from a locked
 one (``encrypted``) and from a scan without a text layer (``no_text``): they need different fixes.
+
+PDF text is cleaned of what typesetting adds: a running head or foot (a line, digits aside, that is the first
+or last of most pages: a journal's name, "Page 3 of 10", a bare page number) is dropped, and a word broken
+at a line end ("infor-" / "mation") is joined, its hyphen kept where the document writes the word with one
+elsewhere ("state-of-the-art"), where the first part is already a compound, or where the second part starts
+with a capital or a digit. DOCX footnotes and endnotes are text too: they follow the body, under a "Notes"
+section; a DOCX's page headers and footers are page furniture and are left out, like an HTML page's.
 """
 
 from __future__ import annotations
@@ -36,9 +43,9 @@ def read_pdf(data: bytes, path: Path) -> Doc:
         pages = reader.pages
         title = _pdf_title(reader)
         out = TextBuilder()
-        for number, page in enumerate(pages, 1):
+        for number, text in enumerate(clean_pages([page.extract_text() or "" for page in pages]), 1):
             out.section(page=number)
-            for paragraph in re.split(r"\n\s*\n", page.extract_text() or ""):
+            for paragraph in re.split(r"\n\s*\n", text):
                 out.add(paragraph)
         count = len(pages)
     except FileNotDecryptedError:
@@ -50,6 +57,56 @@ def read_pdf(data: bytes, path: Path) -> Doc:
         raise ConversionError("no_text", f"PDF has no text layer ({count} page{'s' * (count != 1)}; a scan? "
                                          "run OCR on it first)")
     return out.doc(path, title, pages=count)
+
+
+_FURNITURE_LINES = 2  # how many lines at each end of a page can be a running head or foot
+_LETTERS = r"[^\W\d_]+"
+# a word broken at a line end: (the part before, possibly a compound) "-" newline (the part after)
+_BROKEN = re.compile(rf"((?:{_LETTERS}-)*{_LETTERS})-[ \t]*\n[ \t]*(\w+)")
+_WORD = re.compile(rf"{_LETTERS}(?:-{_LETTERS})*")
+
+
+def clean_pages(pages: list[str]) -> list[str]:
+    """A PDF's page texts without running heads and feet, and with broken words joined (module docstring)."""
+    pages = strip_running_lines(pages)
+    vocabulary = {w.lower() for w in _WORD.findall(_BROKEN.sub(" ", "\n".join(pages)))}
+
+    def join(m: re.Match) -> str:
+        head, tail = m.group(1), m.group(2)
+        keep = ("-" in head or not tail[0].islower() or
+                (f"{head}-{tail}".lower() in vocabulary and f"{head}{tail}".lower() not in vocabulary))
+        return f"{head}-{tail}" if keep else f"{head}{tail}"
+
+    return [_BROKEN.sub(join, page) for page in pages]
+
+
+def _line_key(line: str) -> str:
+    return re.sub(r"\d+", "#", " ".join(line.lower().split()))
+
+
+def strip_running_lines(pages: list[str]) -> list[str]:
+    """Drop the lines that, digits aside, are among the first or last two of at least half the pages (and at
+    least 3): running heads and feet, page numbers. A document of one or two pages keeps every line."""
+    if len(pages) < 3:
+        return pages
+    raw = [page.split("\n") for page in pages]
+    filled = [[i for i, line in enumerate(lines) if line.strip()] for lines in raw]  # non-blank lines' indices
+    seen: dict[str, int] = {}
+    for lines, idx in zip(raw, filled, strict=True):
+        for key in {_line_key(lines[i]) for i in idx[:_FURNITURE_LINES] + idx[-_FURNITURE_LINES:]}:
+            seen[key] = seen.get(key, 0) + 1
+    furniture = {key for key, n in seen.items() if n >= max(3, len(pages) / 2)}
+    out = []
+    for lines, idx in zip(raw, filled, strict=True):
+        top = 0
+        while top < min(_FURNITURE_LINES, len(idx)) and _line_key(lines[idx[top]]) in furniture:
+            top += 1
+        bottom = len(idx)
+        while bottom > max(top, len(idx) - _FURNITURE_LINES) and _line_key(lines[idx[bottom - 1]]) in furniture:
+            bottom -= 1
+        drop = set(idx[:top] + idx[bottom:])
+        out.append("\n".join(line for i, line in enumerate(lines) if i not in drop))
+    return out
 
 
 def _pdf_title(reader) -> str | None:
@@ -85,6 +142,11 @@ def read_docx(data: bytes, path: Path) -> Doc:
                 out.heading(block.text)
             else:
                 out.add(block.text)
+        notes = _docx_notes(document)
+        if notes:
+            out.section(heading="Notes")
+            for note in notes:
+                out.add(note)
         title = document.core_properties.title
     except (OpcError, zipfile.BadZipFile, KeyError, ValueError, AttributeError, OSError) as exc:
         raise ConversionError("corrupt", f"DOCX cannot be read ({type(exc).__name__}: {exc})") from None
@@ -93,6 +155,26 @@ def read_docx(data: bytes, path: Path) -> Doc:
             raise ConversionError("corrupt", f"DOCX cannot be read ({type(exc).__name__}: {exc})") from None
         raise
     return out.doc(path, title)
+
+
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_NOTE_PARTS = ("/footnotes", "/endnotes")
+
+
+def _docx_notes(document) -> list[str]:
+    """The footnotes, then the endnotes, one paragraph each (Word's separator notes left out)."""
+    from lxml import etree
+
+    notes: list[str] = []
+    rels = sorted((r for r in document.part.rels.values() if not r.is_external and r.reltype.endswith(_NOTE_PARTS)),
+                  key=lambda r: _NOTE_PARTS.index(r.reltype[r.reltype.rindex("/"):]))
+    for rel in rels:
+        root = etree.fromstring(rel.target_part.blob)
+        for note in root:
+            if note.tag not in (_W + "footnote", _W + "endnote") or note.get(_W + "type") not in (None, "normal"):
+                continue
+            notes.append(" ".join("".join(t.text or "" for t in para.iter(_W + "t")) for para in note.iter(_W + "p")))
+    return notes
 
 
 def _unique_cells(row) -> list[str]:
