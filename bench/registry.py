@@ -44,7 +44,8 @@ model = load_model("models:/ragops-retriever@champion")
 t2 = time.perf_counter()
 first = model.predict(pd.DataFrame({"query": ["vitamin D deficiency and bone fractures"]}))
 t3 = time.perf_counter()
-out = {"import_s": t1 - t0, "load_s": t2 - t1, "first_query_s": t3 - t2, "load_and_first_query_s": t3 - t1}
+out = {"import_s": t1 - t0, "load_s": t2 - t1, "first_query_s": t3 - t2, "load_and_first_query_s": t3 - t1,
+       "imported": sorted(m for m in ("torch", "transformers", "sentence_transformers") if m in sys.modules)}
 if len(sys.argv) > 3:  # the same queries through the local index: identical ids and scores?
     from ragops.retrieval.load import load_pipeline
     from ragops.config import load_params
@@ -134,6 +135,7 @@ def main() -> None:
                   "gated_register_median_s": round(statistics.median(g["seconds"] for g in gated), 2),
                   "loads": loads, "load_median": median, "mlflow_loads": plain, "mlflow_load_median": plain_median,
                   "identical_to_local": loads[-1].get("identical"),
+                  "ragops_load_imported": sorted({m for x in loads for m in x.get("imported", [])}),
                   "compared_queries": loads[-1].get("compared_queries"),
                   "package_mb": first["package_mb"], "first_version_disk_mb": first["disk_mb_after"],
                   "growth_mb_per_unchanged_version": growth, "served_mode": first["served_mode"]}
@@ -180,9 +182,19 @@ Loading `models:/ragops-retriever@champion` in a fresh process and answering one
 {p['import_s']:.2f} s | {p['process_s']:.1f} s |
 
 The two differ by MLflow's dependency check, which ragops replaces by direct version look-ups.
-Importing sentence-transformers (with torch and transformers) is about 4 s of it. The model ranked
+{_imported(r.get('ragops_load_imported'))} "Whole process" is the subprocess's wall time, interpreter start and
+exit included. The model ranked
 {r['compared_queries']} test queries {'exactly' if r['identical_to_local'] else 'NOT'} like the local index
 (same ids, same float scores)."""
+
+
+def _imported(names: list[str] | None) -> str:
+    if names is None:
+        return ""
+    if not names:
+        return ("`ragops.pyfunc.load_model` imported neither torch nor transformers (the ONNX encoders and reranker "
+                "tokenize with the `tokenizers` library alone).")
+    return f"`ragops.pyfunc.load_model` imported {', '.join(names)}."
 
 
 if __name__ == "__main__":

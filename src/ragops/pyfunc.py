@@ -28,6 +28,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 
+from ragops.encode.models import offline_env
 from ragops.errors import ConfigError, RagopsError
 from ragops.retrieval.load import PARTS, assemble_pipeline, parts_for
 from ragops.retrieval.pipeline import SearchPipeline
@@ -80,6 +81,9 @@ class RetrieverModel(mlflow.pyfunc.PythonModel):
     """Loads the packaged parts into a :class:`ragops.retrieval.pipeline.SearchPipeline` once, then answers."""
 
     def load_context(self, context) -> None:
+        # No model hub; and TOKENIZERS_PARALLELISM=false: the ONNX paths' tokenizers would otherwise batch on a
+        # thread pool of their own that competes with a server's request threads for the cores
+        offline_env()
         art = {k: Path(v) for k, v in context.artifacts.items()}
         _warn_on_mismatches(art["config"].parents[1] / "requirements.txt")
         self.config = json.loads(art["config"].read_text(encoding="utf-8"))

@@ -22,6 +22,7 @@ from ragops.cli.judge import judge_command
 from ragops.cli.registry import model_hits, models_command, promote_command
 from ragops.cli.silver import generate_questions_command
 from ragops.cli.tune import tune_fusion_command, tune_training_command
+from ragops.encode.models import offline_env
 from ragops.errors import DEBUG_ENV, ConfigError, RagopsError, debug_enabled, one_line
 
 app = typer.Typer(
@@ -45,6 +46,9 @@ def _options(
 ) -> None:
     if debug:
         os.environ[DEBUG_ENV] = "1"  # the stages and servers this command starts inherit it
+    # no model hub, and no tokenizers thread pool: a server's request threads and the ONNX runtime's own share
+    # the cores (the stages and servers this command starts inherit it)
+    offline_env()
 
 
 def friendly(fn):
