@@ -7,8 +7,23 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import pandas as pd
-import pytest
+
+def thread_share() -> int:
+    """The cores a test process may use for its math: all of them alone, an equal share under pytest-xdist
+    (`make test` runs two workers on two cores)."""
+    return max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+
+
+# Set before numpy or torch loads, and inherited by every process a test starts (dvc, its stages, servers): two
+# workers each running torch on both cores of a 2-core machine spend the time in each other's OpenMP spin-waits
+# (two concurrent tiny train_embedder stages: 58.7 s with 2 threads each, 41.5 s with 1). ONNX Runtime sessions
+# do not read these; theirs do not spin.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, str(thread_share()))
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "all-MiniLM-L6-v2"

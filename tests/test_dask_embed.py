@@ -50,12 +50,13 @@ def test_overlapped_keeps_later_blocks_queued_while_a_block_is_collected() -> No
 
 @pytest.fixture(scope="module")
 def chunk_texts(scifact_sample: pd.DataFrame, tokenizer) -> tuple[list[str], list[int]]:
-    """A few hundred real SciFact chunks (128-token windows), with their token counts."""
-    docs = scifact_sample.head(120)
+    """128 real SciFact chunks (128-token windows), with their token counts: 8 cache blocks of 16, so each of
+    two workers takes several."""
+    docs = scifact_sample.head(60)
     chunks = chunk_documents(docs["doc_id"].tolist(), docs["title"].tolist(), docs["text"].tolist(),
                              tokenizer, max_tokens=128, overlap=16)
-    chunks = chunks.head(300)
-    assert len(chunks) >= 250
+    chunks = chunks.head(128)
+    assert len(chunks) == 128
     return chunks["text"].tolist(), chunks["n_tokens"].tolist()
 
 
@@ -63,7 +64,7 @@ def test_two_worker_processes_equal_one_process_and_fill_the_same_cache(
     chunk_texts: tuple[list[str], list[int]], encoder, tmp_path: Path
 ) -> None:
     texts, lengths = chunk_texts
-    single, _ = embed_with_cache(texts, encoder, None, encoder.dim, block_size=64, lengths=lengths)
+    single, _ = embed_with_cache(texts, encoder, None, encoder.dim, block_size=16, lengths=lengths)
 
     cache_dir = tmp_path / "cache"
     with open_encoder(MODEL, "cpu", batch_size=16, dask="local:2") as dask_encoder:
@@ -71,7 +72,7 @@ def test_two_worker_processes_equal_one_process_and_fill_the_same_cache(
         assert len(dask_encoder.client.scheduler_info()["workers"]) == 2
         cache = EmbeddingCache(cache_dir, dask_encoder.model_id)
         seen: list[int] = []
-        distributed, stats = embed_with_cache(texts, dask_encoder, cache, dask_encoder.dim, block_size=64,
+        distributed, stats = embed_with_cache(texts, dask_encoder, cache, dask_encoder.dim, block_size=16,
                                               lengths=lengths, progress=seen.append,
                                               map_blocks=dask_encoder.map_blocks)
         # both workers took part

@@ -11,15 +11,15 @@ import pytest
 
 from ragops.answer.cross_encoder import CE_DIR, CrossEncoderConfig, training_examples
 from ragops.answer.grounding_data import LABELS, Pair, read_titles
-from ragops.answer.grounding_fit import pair_docs
+from ragops.answer.grounding_fit import memo_encode, pair_docs
 from ragops.answer.grounding_train import TrainConfig, fit_and_evaluate
 from ragops.answer.pseudo_claims import corpus_claims, pseudo_examples
 from ragops.answer.scorers import SCORERS_FILE, load_scorer
 from ragops.errors import ConfigError
 from ragops.io import write_json
-from tests.conftest import claims_sample
+from tests.conftest import claims_sample, thread_share
 
-TINY_CE = CrossEncoderConfig(epochs=2, max_length=64, batch_size=16, threads=2, corpus_claims=30)
+TINY_CE = CrossEncoderConfig(epochs=2, max_length=64, batch_size=16, threads=thread_share(), corpus_claims=30)
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +33,18 @@ def titles(mirror: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def fitted(claims, titles, encoder, tmp_path_factory):
+def encode(encoder):
+    """The MiniLM's sentence vectors, kept for the module: both fits below encode the same sentences (the
+    stage encodes each text once per run the same way: ragops.answer.grounding_fit.memo_encode)."""
+    return memo_encode(encoder)
+
+
+@pytest.fixture(scope="module")
+def fitted(claims, titles, encoder, encode, tmp_path_factory):
     sentences, train, test = claims
     folder = tmp_path_factory.mktemp("grounding")
     cfg = TrainConfig(folds=3, cross_encoder=TINY_CE)
-    saved, report = fit_and_evaluate(train, test, sentences, encoder, cfg, encoder.path, folder / CE_DIR, titles=titles)
+    saved, report = fit_and_evaluate(train, test, sentences, encode, cfg, encoder.path, folder / CE_DIR, titles=titles)
     write_json(folder / SCORERS_FILE, saved)
     return folder, saved, report
 
@@ -91,14 +98,14 @@ def test_trained_scorer_prefers_the_supported_claim(fitted, encoder) -> None:
     assert s[0] > s[1]
 
 
-def test_training_never_reads_the_evaluation_claims(fitted, claims, titles, encoder, tmp_path: Path) -> None:
+def test_training_never_reads_the_evaluation_claims(fitted, claims, titles, encoder, encode, tmp_path: Path) -> None:
     _, saved, _ = fitted
     sentences, train, test = claims
     # the same training with evaluation claims whose labels are all flipped: the model must be identical
     flip = {"SUPPORT": "CONTRADICT", "CONTRADICT": "NEI", "NEI": "SUPPORT"}
     other = [replace(p, label=flip[p.label]) for p in test]
     cfg = TrainConfig(folds=3, cross_encoder=TINY_CE)
-    again, _ = fit_and_evaluate(train, other, sentences, encoder, cfg, encoder.path, tmp_path / CE_DIR, titles=titles)
+    again, _ = fit_and_evaluate(train, other, sentences, encode, cfg, encoder.path, tmp_path / CE_DIR, titles=titles)
     for key in ("threshold", "logistic", "stacker"):
         assert again["trained"][key] == saved["trained"][key], key
     assert np.isclose(again["lexical"]["threshold"], saved["lexical"]["threshold"])

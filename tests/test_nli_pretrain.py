@@ -24,8 +24,9 @@ from ragops.answer.nli_data import Pair, cv_groups, load_all
 from ragops.answer.nli_pretrain import LABEL_INDEX, PretrainConfig, examples, pretrain, sample, split
 from ragops.encode.models import resolve_model
 from ragops.errors import ConfigError
+from tests.conftest import thread_share
 
-TINY = CrossEncoderConfig(epochs=1, batch_size=8, max_length=48, threads=2)
+TINY = CrossEncoderConfig(epochs=1, batch_size=8, max_length=48, threads=thread_share())
 
 
 def test_loss_is_cross_entropy_for_exact_labels_and_either_for_not_support():

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from ragops.config import merge
+from tests.conftest import thread_share
 
 REPO = Path(__file__).resolve().parents[2]
 # What a clone holds that the pipeline needs (no outputs, no DVC cache, no venv).
@@ -48,6 +49,7 @@ def copy_project(dest: Path, cache_dir: Path, profile: str = "tiny") -> Path:
     override = yaml.safe_load((dest / "tests" / "profiles" / f"{profile}.yaml").read_text())
     params = merge(params, override)
     params["embed"]["cache_dir"] = str(cache_dir)
+    params["grounding"]["cross_encoder"]["threads"] = thread_share()  # its own torch.set_num_threads: the share
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], dest)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init"], dest)
