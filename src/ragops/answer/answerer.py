@@ -30,6 +30,7 @@ from ragops.answer.generators import (
 from ragops.answer.records import Answer, Claim
 from ragops.answer.scorers import Scorer, load_scorer
 from ragops.answer.text import parse_citations, split_claims, split_sentences
+from ragops.answer.vectors import QuestionVectors, RoutedEncoder
 from ragops.answer.where import where
 from ragops.errors import ConfigError, unknown_name
 
@@ -86,7 +87,9 @@ class Answerer:
         extractive: ExtractiveConfig,
         anthropic: AnthropicGenerator | None,
     ) -> None:
-        self.pipeline, self.encode, self.count, self.scorer = pipeline, encode, count, scorer
+        self.pipeline, self.count, self.scorer = pipeline, count, scorer
+        # one question's sentences are encoded once (ragops.answer.vectors); build_answerer's scorer holds the same
+        self.encode = encode if isinstance(encode, RoutedEncoder) else RoutedEncoder(encode)
         self.generator, self.cfg, self.extractive, self.anthropic = generator, cfg, extractive, anthropic
         self.docs = docs
         self.degraded: str | None = None  # why answers are checked with a weaker scorer than configured
@@ -104,15 +107,15 @@ class Answerer:
             ]
             return pack_context(rows, self.cfg.context_tokens, self.count)
 
-    def _generate(self, question: str, ctx: list[ContextDoc]) -> str:
+    def _generate(self, question: str, ctx: list[ContextDoc], memo: QuestionVectors | None = None) -> str:
         if not ctx:
             return ""
         if self.generator == "extractive":
-            with self._lock:
+            with self._lock, self.encode.using(memo):
                 return extractive_answer(question, ctx, self.encode, self.extractive)
         return self.anthropic.generate(question, ctx)
 
-    def _finish(self, question: str, text: str, ctx: list[ContextDoc]) -> Answer:
+    def _finish(self, question: str, text: str, ctx: list[ContextDoc], memo: QuestionVectors | None = None) -> Answer:
         """Claims with their valid citations, scored against the cited documents (all of the context when
         a claim cites none of them)."""
         by_id = {d.doc_id: d for d in ctx}
@@ -122,7 +125,7 @@ class Answerer:
             log.warning("dropped citations of documents not in the context: %s", ", ".join(dropped))
         parts = [(claim, [c for c in cited if c in by_id]) for claim, cited in split_claims(text)]
         docs_per_claim = [[sentences[c] for c in (cited or list(by_id))] for _, cited in parts]
-        with self._lock:
+        with self._lock, self.encode.using(memo):
             scores = self.scorer.score([c for c, _ in parts], docs_per_claim).tolist()
         claims = [
             Claim(c, round(float(s), 4), bool(s >= self.scorer.threshold), cited, self._where(c, cited))
@@ -140,13 +143,13 @@ class Answerer:
                   for d in cited if d in self.docs.index}
         return {d: w for d, w in places.items() if w}
 
-    def relevance(self, question: str, ctx: list[ContextDoc]) -> float:
+    def relevance(self, question: str, ctx: list[ContextDoc], memo: QuestionVectors | None = None) -> float:
         """How close the context comes to the question: the max cosine between the question and a title or
         sentence of the first ``relevance_docs`` documents (0 with no context)."""
         texts = [t for d in ctx[: self.cfg.relevance_docs] for t in (d.title, *split_sentences(d.text)) if t.strip()]
         if not texts:
             return 0.0
-        with self._lock:
+        with self._lock, self.encode.using(memo):
             vecs = np.asarray(self.encode([question, *texts]), dtype=np.float32)
         vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
         return float(np.max(vecs[1:] @ vecs[0]))
@@ -155,11 +158,12 @@ class Answerer:
         """:meth:`relevance` of what ``question`` retrieves (bench/not_found.py chooses the threshold on it)."""
         return self.relevance(question, self._context(question, k))
 
-    def _not_found(self, question: str, ctx: list[ContextDoc]) -> tuple[bool, float | None]:
+    def _not_found(self, question: str, ctx: list[ContextDoc], memo: QuestionVectors | None = None
+                   ) -> tuple[bool, float | None]:
         """(found, relevance): with ``min_relevance`` > 0 the context must come close enough to the question."""
         if self.cfg.min_relevance <= 0:
             return True, None
-        rel = self.relevance(question, ctx)
+        rel = self.relevance(question, ctx, memo)
         return rel >= self.cfg.min_relevance, round(rel, 4)
 
     def _refusal(self, question: str, ctx: list[ContextDoc], relevance: float | None) -> Answer:
@@ -168,24 +172,24 @@ class Answerer:
                       relevance=relevance)
 
     def ask(self, question: str, k: int | None = None) -> Answer:
-        ctx = self._context(question, k)
-        found, rel = self._not_found(question, ctx)
+        ctx, memo = self._context(question, k), self.encode.memo()
+        found, rel = self._not_found(question, ctx, memo)
         if not found:
             return self._refusal(question, ctx, rel)
-        answer = self._finish(question, self._generate(question, ctx), ctx)
+        answer = self._finish(question, self._generate(question, ctx, memo), ctx, memo)
         answer.relevance = rel
         return answer
 
     async def aask(self, question: str, k: int | None = None) -> Answer:
-        ctx = await asyncio.to_thread(self._context, question, k)
-        found, rel = await asyncio.to_thread(self._not_found, question, ctx)
+        ctx, memo = await asyncio.to_thread(self._context, question, k), self.encode.memo()
+        found, rel = await asyncio.to_thread(self._not_found, question, ctx, memo)
         if not found:
             return self._refusal(question, ctx, rel)
         if self.generator == "anthropic" and ctx:
             text = await self.anthropic.agenerate(question, ctx)
         else:
-            text = await asyncio.to_thread(self._generate, question, ctx)
-        answer = await asyncio.to_thread(self._finish, question, text, ctx)
+            text = await asyncio.to_thread(self._generate, question, ctx, memo)
+        answer = await asyncio.to_thread(self._finish, question, text, ctx, memo)
         answer.relevance = rel
         return answer
 
@@ -244,14 +248,15 @@ def build_answerer(
     g = params.get("grounding", {})
     model_dir = grounding_dir or params.get("paths", {}).get("grounding_model")
     folder, defaults = Path(model_dir) if model_dir else None, {"embedding": float(g.get("embedding_threshold", 0.6))}
+    routed = RoutedEncoder(encode)  # the answerer's own: inside an answer, the scorer reads that question's memo
     try:
-        scorer_obj = load_scorer(cfg.scorer, folder, encode, defaults)
+        scorer_obj = load_scorer(cfg.scorer, folder, routed, defaults)
     except ConfigError:
         if scorer is not None or cfg.scorer != "trained":
             raise
         # the default scorer is not built (no labelled claims, or no grounding stage yet): say so, carry on
         log.warning("the trained grounding scorer is not built (%s); using the embedding scorer", folder)
-        scorer_obj = load_scorer("embedding", folder, encode, defaults)
+        scorer_obj = load_scorer("embedding", folder, routed, defaults)
         degraded = f"the trained grounding scorer is missing ({folder}): claims are checked by the embedding scorer"
     else:
         degraded = None
@@ -259,7 +264,7 @@ def build_answerer(
     answerer = Answerer(
         pipeline,
         docs,
-        encode,
+        routed,
         _token_counter(encode, model_name),
         scorer_obj,
         gen,
