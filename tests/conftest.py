@@ -16,8 +16,7 @@ def thread_share() -> int:
 
 # Set before numpy or torch loads, and inherited by every process a test starts (dvc, its stages, servers): two
 # workers each running torch on both cores of a 2-core machine spend the time in each other's OpenMP spin-waits
-# (two concurrent tiny train_embedder stages: 58.7 s with 2 threads each, 41.5 s with 1). ONNX Runtime sessions
-# do not read these; theirs do not spin.
+# (bench/worker_threads.py). ONNX Runtime sessions do not read these; theirs do not spin.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(_var, str(thread_share()))

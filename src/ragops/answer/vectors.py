@@ -11,29 +11,24 @@ depends on what was asked before it (a vector can differ in the last bits with t
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-EncodeFn = Callable[[list[str]], np.ndarray]
+from ragops.answer.grounding_fit import memo_encode
+from ragops.answer.scorers import EncodeFn
 
 
 class QuestionVectors:
-    """``encode`` with the vectors of the texts it has already been given (each text encoded once)."""
+    """``encode`` with the vectors of the texts it has already been given (each text encoded once: the grounding
+    stage's ``memo_encode``); an empty list goes to the model as it is (its own empty shape)."""
 
     def __init__(self, encode: EncodeFn) -> None:
-        self.encode, self.vectors = encode, {}
-        self.encoded = 0  # texts sent to the model
+        self.encode, self._cached = encode, memo_encode(encode)
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
-        if not texts:
-            return np.asarray(self.encode(texts))
-        todo = [t for t in dict.fromkeys(texts) if t not in self.vectors]
-        if todo:
-            self.vectors.update(zip(todo, np.asarray(self.encode(todo)), strict=True))
-            self.encoded += len(todo)
-        return np.stack([self.vectors[t] for t in texts])
+        return self._cached(texts) if texts else np.asarray(self.encode(texts))
 
 
 class RoutedEncoder:
