@@ -1,10 +1,12 @@
 """Latency of `ragops ask` with the extractive generator (the offline default), one question at a time,
-in process (models loaded once, as the server and batch mode do): p50 / p95 per scorer.
+in process (models loaded once, as the server and batch mode do): p50 / p95 per scorer, each with the build's
+sentence store (stage `sentences`, as served) and, for comparison, without it (every answer encodes its
+context's sentences).
 
 Questions: a seeded sample of the SciFact test queries. Needs the built pipeline (`dvc repro`).
 Writes reports/bench/ask.json and the `ask` section of docs/benchmarks.md.
 
-    python bench/ask.py [--n 100] [--scorers lexical,embedding,trained]
+    python bench/ask.py [--n 100] [--scorers lexical,embedding,trained] [--without-store trained]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--scorers", default="lexical,embedding,trained")
+    ap.add_argument("--without-store", default="trained", help="scorers also measured without the sentence store")
     args = ap.parse_args()
     from ragops.answer.answerer import build_answerer
     from ragops.config import load_params
@@ -48,8 +51,14 @@ def main() -> None:
         "load_s": round(load_s, 2),
         "scorers": {},
     }
-    for name in args.scorers.split(","):
-        answerer = build_answerer(retriever, docs, params, generator="extractive", scorer=name)
+    arms = [(n, True) for n in args.scorers.split(",")] + \
+        [(n, False) for n in args.without_store.split(",") if n]
+    for name, stored in arms:
+        # without the store: sentences_dir names a folder with no store in it, so every answer encodes its own
+        answerer = build_answerer(retriever, docs, params, generator="extractive", scorer=name,
+                                  sentences_dir=None if stored else Path(params["paths"]["sentences"]) / "none")
+        if stored and getattr(answerer.encode.base, "hits", None) is None:
+            raise SystemExit(f"no sentence store at {params['paths']['sentences']}: run `dvc repro sentences`")
         answerer.ask(texts[0])  # warm-up
         lat = []
         for q in texts:
@@ -57,13 +66,14 @@ def main() -> None:
             answerer.ask(q)
             lat.append((time.perf_counter() - t) * 1000.0)
         a = np.asarray(lat)
-        result["scorers"][name] = {
+        key = name if stored else f"{name}, no sentence store"
+        result["scorers"][key] = {
             "p50_ms": round(float(np.percentile(a, 50)), 1),
             "p95_ms": round(float(np.percentile(a, 95)), 1),
             "mean_ms": round(float(a.mean()), 1),
             "max_ms": round(float(a.max()), 1),
         }
-        print(name, result["scorers"][name], flush=True)
+        print(key, result["scorers"][key], flush=True)
     write_result("ask", result)
     rows = "\n".join(
         f"| {n} | {v['p50_ms']:.0f} | {v['p95_ms']:.0f} | {v['mean_ms']:.0f} |" for n, v in result["scorers"].items()
@@ -74,7 +84,9 @@ def main() -> None:
 
 One question at a time in one process (models loaded once: {load_s:.1f} s), {len(texts)} seeded SciFact
 test queries, k = {result["k"]} documents, hybrid retrieval, 3-sentence extractive answer, each claim
-scored. `python bench/ask.py` -> reports/bench/ask.json.
+scored. The context's sentence vectors come from the sentence store (stage `sentences`; what `ragops ask`,
+`/ask` and the rag stage read); "no sentence store" encodes them in each answer.
+`python bench/ask.py` -> reports/bench/ask.json.
 
 | scorer | p50 ms | p95 ms | mean ms |
 |---|---|---|---|

@@ -4,14 +4,24 @@ SciFact abstracts)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from ragops.answer.answerer import AnswerConfig, Answerer
 from ragops.answer.generators import ExtractiveConfig
 from ragops.answer.scorers import load_scorer
-from ragops.answer.vectors import QuestionVectors, RoutedEncoder
+from ragops.answer.vectors import (
+    STORE_META,
+    QuestionVectors,
+    RoutedEncoder,
+    StoredVectors,
+    sentence_texts,
+    with_stored_vectors,
+)
+from ragops.io import read_json
 
 
 class Counting:
@@ -81,3 +91,91 @@ def test_an_answer_encodes_each_sentence_once_and_equals_the_one_without_memo(en
     assert with_memo.text and with_memo.claims
     assert (with_memo.text, [c.score for c in with_memo.claims]) == (plain.text, [c.score for c in plain.claims])
     assert with_memo.relevance == plain.relevance
+
+
+# The sentence store (stage `sentences`): built by the stage's own main on real abstracts, read by the answerer.
+
+
+@pytest.fixture(scope="module")
+def int8():
+    """The default query encoder: MiniLM in ONNX with int8 weights, one text per run (params.yaml)."""
+    from ragops.encode.encoder import Encoder
+
+    return Encoder("all-MiniLM-L6-v2", backend="onnx-int8", batch_size=1)
+
+
+def build_store(tmp: Path, docs, enabled: bool = True) -> Path:
+    from ragops.stages import sentences
+
+    docs.to_parquet(tmp / "docs.parquet")
+    params = {
+        "paths": {"docs": str(tmp / "docs.parquet"), "sentences": str(tmp / "sentences")},
+        "embed": {"model": "all-MiniLM-L6-v2", "device": "cpu", "backend": "torch", "query_backend": "onnx-int8",
+                  "batch_size": 64, "cache_dir": str(tmp / "cache")},
+        "answer": {"sentence_vectors": enabled},
+    }
+    sentences.main(params)
+    return tmp / "sentences"
+
+
+def test_stored_vectors_are_the_live_ones_and_only_the_rest_is_encoded(int8, scifact_sample, tmp_path) -> None:
+    docs = scifact_sample.head(3)
+    folder = build_store(tmp_path, docs)
+    texts = sentence_texts(docs["title"], docs["text"])
+    meta = read_json(folder / STORE_META)
+    assert meta["count"] == len(texts) and meta["model_id"] == int8.model_id and meta["encoded"] == len(texts)
+    counting = Counting(int8)
+    stored = with_stored_vectors(counting, folder)
+    assert isinstance(stored, StoredVectors)
+    got = stored([texts[1], "a question nobody stored", texts[0]])
+    assert counting.texts == ["a question nobody stored"]  # the store's texts are not encoded again
+    np.testing.assert_array_equal(got, int8([texts[1], "a question nobody stored", texts[0]]))  # bit for bit
+    assert (stored.hits, stored.misses) == (2, 1)
+    assert stored.dim == int8.dim and stored.model_id == int8.model_id  # other attributes: the encoder's
+
+
+def test_the_store_is_deterministic_and_incremental(int8, scifact_sample, tmp_path) -> None:
+    folder = build_store(tmp_path, scifact_sample.head(2))
+    first = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*.npy")}
+    again = build_store(tmp_path, scifact_sample.head(2))  # the same corpus: the same files, nothing encoded
+    assert {p.relative_to(again): p.read_bytes() for p in again.rglob("*.npy")} == first
+    assert read_json(again / STORE_META)["encoded"] == 0
+    grown = build_store(tmp_path, scifact_sample.head(3))  # one document more: only its sentences are encoded
+    new = sentence_texts(scifact_sample["title"].iloc[2:3], scifact_sample["text"].iloc[2:3])
+    assert read_json(grown / STORE_META)["encoded"] == len(
+        set(new) - set(sentence_texts(scifact_sample["title"].head(2), scifact_sample["text"].head(2))))
+
+
+def test_a_store_of_another_encoder_or_an_empty_one_is_not_read(int8, encoder, scifact_sample, tmp_path,
+                                                                caplog) -> None:
+    folder = build_store(tmp_path, scifact_sample.head(1))
+    assert with_stored_vectors(encoder, folder) is encoder  # torch MiniLM: another model id
+    assert "of another encoder" in caplog.text
+    (tmp_path / "off").mkdir()
+    empty = build_store(tmp_path / "off", scifact_sample.head(1), enabled=False)
+    assert read_json(empty / STORE_META)["count"] == 0 and not list(empty.rglob("*.npy"))
+    assert with_stored_vectors(int8, empty) is int8
+    assert with_stored_vectors(int8, None) is int8
+
+
+def test_an_answer_reads_the_store_and_equals_the_one_without(int8, scifact_sample, tmp_path) -> None:
+    docs = scifact_sample.head(4)
+    folder = build_store(tmp_path, docs)
+    docs = docs.set_index("doc_id")
+    cfg = AnswerConfig(k=4, mode="hybrid", generator="extractive", scorer="embedding", min_relevance=0.01)
+
+    def ask(encode):
+        routed = RoutedEncoder(encode)
+        scorer = load_scorer("embedding", None, routed, {"embedding": 0.6})
+        return Answerer(Pipeline(list(docs.index)), docs, routed, lambda ts: [len(t.split()) for t in ts], scorer,
+                        "extractive", cfg, ExtractiveConfig(), None).ask(question)
+
+    question = str(scifact_sample["title"].iloc[0]) + "?"
+    live, counting = Counting(int8), Counting(int8)
+    plain, stored = ask(live), ask(with_stored_vectors(counting, folder))
+    assert stored.text and stored.claims
+    # only the question was encoded: an extractive claim is a stored sentence (its citation stripped)
+    assert counting.texts == [question]
+    assert len(live.texts) > len(counting.texts)
+    assert (stored.text, [c.score for c in stored.claims], stored.relevance) == \
+        (plain.text, [c.score for c in plain.claims], plain.relevance)

@@ -40,7 +40,7 @@ STAGES = [s for s in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"] i
 # Orders the DAG imposes (the flow may interleave independent stages differently from dvc.yaml).
 CHAINS = [("ingest", "prepare", "chunk", "embed", "index_dense", "evaluate"), ("index_bm25", "evaluate"),
           ("train_embedder", "embed_ft", "index_dense_ft", "evaluate"),
-          ("grounding_pretrain", "grounding", "rag", "evaluate")]
+          ("grounding_pretrain", "grounding", "rag", "evaluate"), ("prepare", "sentences", "rag")]
 
 
 class Prefect:

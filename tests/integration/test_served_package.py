@@ -1,12 +1,13 @@
 """The trained pipeline as registered and served (issue 15), on the shared tiny build (read only here):
 
 - the registered package carries every model its modes need (both embedders and their indexes, the
-  reranker, the grounding scorer, the ONNX query-encoder exports), and `registry.mode: auto` chose the
-  served mode on dev within the latency budget and said why;
+  reranker, the grounding scorer, the answers' sentence vectors, the ONNX query-encoder exports), and
+  `registry.mode: auto` chose the served mode on dev within the latency budget and said why;
 - the real MLflow client serves it: `mlflow models serve -m models:/ragops-retriever@champion
   --env-manager local` on 127.0.0.1, `mlflow.pyfunc.load_model(...).predict(DataFrame)` and `ragops search`
   answer alike, in every mode the package carries;
-- `ragops ask --model` answers with the package's own grounding scorer; a package missing a part names it.
+- `ragops ask --model` answers with the package's own grounding scorer and sentence vectors; a package
+  missing a part names it.
 """
 
 from __future__ import annotations
@@ -102,7 +103,12 @@ def test_the_package_carries_every_mode_and_serves_the_one_chosen_on_dev(built_p
     mlmodel = yaml.safe_load((package / "MLmodel").read_text())
     parts = mlmodel["flavors"]["python_function"]["artifacts"]
     assert set(parts) == {"embedder", "faiss", "bm25", "chunks", "docs", "embedder_ft", "faiss_ft", "reranker",
-                          "grounding", "onnx", "config"}
+                          "grounding", "sentences", "onnx", "config"}
+    store = package / parts["sentences"]["path"]  # /ask's sentence vectors, as the build's rag stage read them
+    built = built_project / "models/sentences"
+    assert json.loads((store / "meta.json").read_text())["count"] > 0
+    assert {p.relative_to(store): p.read_bytes() for p in store.rglob("*.npy")} == \
+        {p.relative_to(built): p.read_bytes() for p in built.rglob("*.npy")}
     grounding = package / parts["grounding"]["path"]
     assert (grounding / "scorers.json").read_bytes() == (built_project / "models/grounding/scorers.json").read_bytes()
     reranker = package / parts["reranker"]["path"]
@@ -183,12 +189,21 @@ def test_cli_names_valid_modes_and_asks_with_the_packaged_grounding(built_projec
     # params whose local grounding folder does not exist: the trained scorer can only come from the package
     params = yaml.safe_load((built_project / "params.yaml").read_text())
     params["paths"]["grounding_model"] = str(tmp_path / "no-grounding-here")
+    params["paths"]["sentences"] = str(tmp_path / "no-sentences-here")  # nor its sentence vectors
     params["registry"]["tracking_uri"] = f"sqlite:///{built_project / 'mlflow.db'}"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["ragops", "ask", "Does vitamin D deficiency cause fractures?", "--json", "--generator", "extractive",
                "--model", f"models:/{MODEL}@champion", "--params", str(tmp_path / "params.yaml")], tmp_path).stdout
     answer = json.loads(out)
     assert answer["scorer"] == "trained" and answer["claims"] and answer["citations"]
+    # the answerer `ragops ask --model` builds reads the package's sentence vectors: only the question is encoded
+    probe = ("import json, sys; from pathlib import Path; from ragops.cli.ask import _answerer; "
+             "a = _answerer(Path(sys.argv[1]), sys.argv[2], 'extractive', None, None); a.ask(sys.argv[3]); "
+             "s = a.encode.base; print(json.dumps([type(s).__name__, s.hits, s.misses]))")
+    used = run([sys.executable, "-c", probe, str(tmp_path / "params.yaml"), f"models:/{MODEL}@champion",
+                "Does vitamin D deficiency cause fractures?"], tmp_path).stdout
+    kind, hits, misses = json.loads(used.strip().splitlines()[-1])
+    assert kind == "StoredVectors" and hits > 0 and misses == 1, used
 
 
 def test_a_package_missing_a_part_names_it(package: Path, built_project: Path, tmp_path: Path) -> None:

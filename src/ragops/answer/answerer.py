@@ -30,7 +30,7 @@ from ragops.answer.generators import (
 from ragops.answer.records import Answer, Claim
 from ragops.answer.scorers import Scorer, load_scorer
 from ragops.answer.text import parse_citations, split_claims, split_sentences
-from ragops.answer.vectors import QuestionVectors, RoutedEncoder
+from ragops.answer.vectors import QuestionVectors, RoutedEncoder, with_stored_vectors
 from ragops.answer.where import where
 from ragops.errors import ConfigError, unknown_name
 
@@ -225,11 +225,13 @@ def build_answerer(
     scorer: str | None = None,
     mode: str | None = None,
     grounding_dir: str | Path | None = None,
+    sentences_dir: str | Path | None = None,
 ) -> Answerer:
     """An Answerer over a loaded :class:`ragops.retrieval.pipeline.SearchPipeline` and the docs frame (doc_id, title,
     text); params is the full params dict (sections ``answer``, ``grounding``, ``paths``); the arguments
     override params. ``grounding_dir`` is the grounding scorer's folder (a package's own; default: the
-    build's ``paths.grounding_model``)."""
+    build's ``paths.grounding_model``); ``sentences_dir`` the sentence store (ragops.answer.vectors; default: the
+    build's ``paths.sentences``)."""
     cfg = AnswerConfig.from_params(params)
     mode = mode or cfg.mode
     mode = pipeline.resolve(None if mode == "default" else mode)
@@ -248,6 +250,8 @@ def build_answerer(
     g = params.get("grounding", {})
     model_dir = grounding_dir or params.get("paths", {}).get("grounding_model")
     folder, defaults = Path(model_dir) if model_dir else None, {"embedding": float(g.get("embedding_threshold", 0.6))}
+    # the corpus's sentences come from the store: an answer encodes its question and claims
+    encode = with_stored_vectors(encode, sentences_dir or params.get("paths", {}).get("sentences"))
     routed = RoutedEncoder(encode)  # the answerer's own: inside an answer, the scorer reads that question's memo
     try:
         scorer_obj = load_scorer(cfg.scorer, folder, routed, defaults)

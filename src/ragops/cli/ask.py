@@ -40,7 +40,7 @@ def _answerer(params_file: Path, model: str | None, generator: str | None, score
         except (MlflowException, OSError) as exc:
             raise RagopsError(f"cannot load {model}: {str(exc).splitlines()[0]}") from None
         return build_answerer(python_model.pipeline, python_model.docs.reset_index(), params, generator, scorer, mode,
-                              grounding_dir=python_model.grounding_dir)
+                              grounding_dir=python_model.grounding_dir, sentences_dir=python_model.sentences_dir)
     from ragops.retrieval.load import load_pipeline
 
     pipeline, docs = load_pipeline(params)

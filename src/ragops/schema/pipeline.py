@@ -48,6 +48,7 @@ class Paths(Section):
     grounding_pretrained: str
     grounding_pretrain_report: str
     rag_report: str
+    sentences: str = "models/sentences"  # stage sentences: the answers' sentence vectors (ragops.answer.vectors)
     stage_times: str
 
 

@@ -90,6 +90,7 @@ class Answer(Section):
     scorer: Literal["lexical", "embedding", "trained"]
     min_relevance: Annotated[float, Field(ge=0, le=1)]
     relevance_docs: Pos
+    sentence_vectors: bool = True  # stage sentences encodes the corpus's sentences once (false: each answer does)
     extractive: Extractive
     anthropic: Anthropic
 

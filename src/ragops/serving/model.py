@@ -150,6 +150,7 @@ def finish(
     t0: float,
     encoder_threads: int = 0,
     grounding_dir: Path | None = None,
+    sentences_dir: Path | None = None,
 ) -> Served:
     """Wrap each query encoder in a query cache and build the answerer: a version is ready only when both are."""
     for retriever in (pipeline.base, pipeline.ft):
@@ -171,7 +172,8 @@ def finish(
     try:
         from ragops.answer.answerer import build_answerer
 
-        answerer = build_answerer(pipeline, docs.reset_index(), params, grounding_dir=grounding_dir)
+        answerer = build_answerer(pipeline, docs.reset_index(), params, grounding_dir=grounding_dir,
+                                  sentences_dir=sentences_dir)
     except Exception as exc:  # noqa: BLE001 - /search still works; /ask says why it cannot (503)
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         log.warning("answers unavailable for %s v%s: %s", name, version, error)
@@ -246,4 +248,5 @@ def load_packaged(
         t0=t0,
         encoder_threads=encoder_threads,
         grounding_dir=model.grounding_dir,
+        sentences_dir=model.sentences_dir,
     )

@@ -24,6 +24,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 
+from ragops.answer.vectors import STORE_META
 from ragops.encode.models import model_fingerprint, resolve_model
 from ragops.encode.onnx_encoder import FILES as ONNX_FILES
 from ragops.encode.onnx_encoder import export_dir
@@ -115,11 +116,15 @@ def register(params: dict[str, Any], cfg: RegistryConfig, client, artifact_locat
 
 
 def package_parts(params: dict[str, Any], tmp: Path) -> dict[str, Path | None]:
-    """The build's parts as files to package: the base embedder resolved to its folder, and the ONNX
+    """The build's parts as files to package: the base embedder resolved to its folder, the sentence store
+    (when built and not empty), and the ONNX
     exports the package runs (the query encoders' for embed.query_backend, the reranker's for
     rerank.backend onnx-int8) copied into ``tmp/onnx``."""
     parts: dict[str, Any] = dict(local_parts(params))
     parts["embedder"] = resolve_model(params["embed"]["model"])
+    store = params["paths"].get("sentences")
+    if store and (Path(store) / STORE_META).is_file() and read_json(Path(store) / STORE_META).get("count"):
+        parts["sentences"] = Path(store)  # /ask's sentence vectors (ragops.answer.vectors): packaged, as served
     config = pipeline_config(params)
     backend = config["embed"]["query_backend"]
     onnx_dir = Path(params["embed"].get("onnx_dir", "~/.cache/ragops/onnx")).expanduser()
