@@ -17,7 +17,7 @@ DOC = REPO / "docs" / "benchmarks.md"
 # The built pipeline's outputs a benchmark reads in place (paths keys of params.yaml).
 BUILT_INPUTS = ("docs", "queries", "qrels", "chunks", "embeddings", "embed_stats", "faiss", "bm25", "metrics",
                 "per_query", "plots", "embedder", "embeddings_ft", "embed_stats_ft", "faiss_ft", "reranker",
-                "grounding_model", "grounding_report", "rag_report")
+                "grounding_model", "grounding_report", "rag_report", "sentences")
 
 
 def point_at_build(root: Path, project: Path, sections: dict | None = None) -> dict:

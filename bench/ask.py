@@ -3,10 +3,14 @@ in process (models loaded once, as the server and batch mode do): p50 / p95 per 
 sentence store (stage `sentences`, as served) and, for comparison, without it (every answer encodes its
 context's sentences).
 
+With ``--http``, also the served path: the build is registered into a temporary MLflow store (nothing in
+the project is written), `ragops serve --model models:/ragops-retriever@champion` starts on 127.0.0.1, and one
+client posts the same questions to `/ask` one at a time (latency as the client sees it, HTTP included).
+
 Questions: a seeded sample of the SciFact test queries. Needs the built pipeline (`dvc repro`).
 Writes reports/bench/ask.json and the `ask` section of docs/benchmarks.md.
 
-    python bench/ask.py [--n 100] [--scorers lexical,embedding,trained] [--without-store trained]
+    python bench/ask.py [--n 100] [--scorers lexical,embedding,trained] [--without-store trained] [--http]
 """
 
 from __future__ import annotations
@@ -24,11 +28,53 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, machine_line, write_result, write_section  # noqa: E402
 
 
+def summary(latencies_ms: list[float]) -> dict[str, float]:
+    a = np.asarray(latencies_ms)
+    return {"p50_ms": round(float(np.percentile(a, 50)), 1), "p95_ms": round(float(np.percentile(a, 95)), 1),
+            "mean_ms": round(float(a.mean()), 1), "max_ms": round(float(a.max()), 1)}
+
+
+def http_latencies(texts: list[str]) -> dict[str, float]:
+    """Register the build in a temporary store, serve its champion, POST each question to /ask in turn."""
+    import shutil
+    import tempfile
+
+    import httpx
+    import yaml
+    from _common import REPO, point_at_build
+    from serve import free_port, run, start_server, stop
+
+    root = Path(tempfile.mkdtemp(prefix="ragops-bench-ask-"))
+    port, server = free_port(), None
+    try:
+        serve = yaml.safe_load((REPO / "params.yaml").read_text()).get("serve", {})
+        params = point_at_build(root, REPO, {"serve": {**serve, "port": port, "poll_s": 60, "cache_size": 0}})
+        if params["answer"]["generator"] not in ("auto", "extractive"):
+            raise SystemExit("answer.generator must be auto or extractive for this bench")
+        run([sys.executable, "-m", "ragops.stages.register"], root)
+        server = start_server(root, port)
+        lat = []
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            for q in [texts[0], *texts]:  # the first is the warm-up
+                t = time.perf_counter()
+                r = client.post("/ask", json={"question": q})
+                lat.append((time.perf_counter() - t) * 1000.0)
+                if r.status_code != 200 or (r.json().get("generator"), r.json().get("scorer")) != ("extractive",
+                                                                                           "trained"):
+                    raise SystemExit(f"/ask answered {r.status_code}: {r.text[:500]}")
+        return summary(lat[1:])
+    finally:
+        if server is not None:
+            stop(server)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--scorers", default="lexical,embedding,trained")
     ap.add_argument("--without-store", default="trained", help="scorers also measured without the sentence store")
+    ap.add_argument("--http", action="store_true", help="also POST /ask to `ragops serve` of the registered build")
     args = ap.parse_args()
     from ragops.answer.answerer import build_answerer
     from ragops.config import load_params
@@ -65,15 +111,13 @@ def main() -> None:
             t = time.perf_counter()
             answerer.ask(q)
             lat.append((time.perf_counter() - t) * 1000.0)
-        a = np.asarray(lat)
         key = name if stored else f"{name}, no sentence store"
-        result["scorers"][key] = {
-            "p50_ms": round(float(np.percentile(a, 50)), 1),
-            "p95_ms": round(float(np.percentile(a, 95)), 1),
-            "mean_ms": round(float(a.mean()), 1),
-            "max_ms": round(float(a.max()), 1),
-        }
+        result["scorers"][key] = summary(lat)
         print(key, result["scorers"][key], flush=True)
+    if args.http:
+        del retriever, docs, answerer  # the server gets the cores and the memory
+        result["scorers"]["trained, HTTP /ask (registered package)"] = http_latencies(texts)
+        print("http", result["scorers"]["trained, HTTP /ask (registered package)"], flush=True)
     write_result("ask", result)
     rows = "\n".join(
         f"| {n} | {v['p50_ms']:.0f} | {v['p95_ms']:.0f} | {v['mean_ms']:.0f} |" for n, v in result["scorers"].items()
