@@ -104,26 +104,27 @@ def int8():
     return Encoder("all-MiniLM-L6-v2", backend="onnx-int8", batch_size=1)
 
 
-def build_store(tmp: Path, docs, enabled: bool = True) -> Path:
+def build_store(tmp: Path, docs, enabled: bool = True, dask: str = "none") -> tuple[Path, dict]:
+    """The stage's own main on ``docs``: (the store, what it encoded)."""
     from ragops.stages import sentences
 
     docs.to_parquet(tmp / "docs.parquet")
     params = {
         "paths": {"docs": str(tmp / "docs.parquet"), "sentences": str(tmp / "sentences")},
         "embed": {"model": "all-MiniLM-L6-v2", "device": "cpu", "backend": "torch", "query_backend": "onnx-int8",
-                  "batch_size": 64, "cache_dir": str(tmp / "cache")},
+                  "batch_size": 64, "cache_dir": str(tmp / "cache"), "dask": dask},
         "answer": {"sentence_vectors": enabled},
     }
-    sentences.main(params)
-    return tmp / "sentences"
+    stats = sentences.main(params)
+    return tmp / "sentences", stats
 
 
 def test_stored_vectors_are_the_live_ones_and_only_the_rest_is_encoded(int8, scifact_sample, tmp_path) -> None:
     docs = scifact_sample.head(3)
-    folder = build_store(tmp_path, docs)
+    folder, stats = build_store(tmp_path, docs)
     texts = sentence_texts(docs["title"], docs["text"])
     meta = read_json(folder / STORE_META)
-    assert meta["count"] == len(texts) and meta["model_id"] == int8.model_id and meta["encoded"] == len(texts)
+    assert meta["count"] == stats["encoded"] == len(texts) and meta["model_id"] == int8.model_id
     counting = Counting(int8)
     stored = with_stored_vectors(counting, folder)
     assert isinstance(stored, StoredVectors)
@@ -135,24 +136,35 @@ def test_stored_vectors_are_the_live_ones_and_only_the_rest_is_encoded(int8, sci
 
 
 def test_the_store_is_deterministic_and_incremental(int8, scifact_sample, tmp_path) -> None:
-    folder = build_store(tmp_path, scifact_sample.head(2))
-    first = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*.npy")}
-    again = build_store(tmp_path, scifact_sample.head(2))  # the same corpus: the same files, nothing encoded
-    assert {p.relative_to(again): p.read_bytes() for p in again.rglob("*.npy")} == first
-    assert read_json(again / STORE_META)["encoded"] == 0
-    grown = build_store(tmp_path, scifact_sample.head(3))  # one document more: only its sentences are encoded
+    folder, _ = build_store(tmp_path, scifact_sample.head(2))
+    first = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    again, stats = build_store(tmp_path, scifact_sample.head(2))  # the same corpus: the same files, nothing encoded
+    assert {p.relative_to(again): p.read_bytes() for p in again.rglob("*") if p.is_file()} == first
+    assert stats["encoded"] == 0
+    _, stats = build_store(tmp_path, scifact_sample.head(3))  # one document more: only its sentences are encoded
     new = sentence_texts(scifact_sample["title"].iloc[2:3], scifact_sample["text"].iloc[2:3])
-    assert read_json(grown / STORE_META)["encoded"] == len(
+    assert stats["encoded"] == len(
         set(new) - set(sentence_texts(scifact_sample["title"].head(2), scifact_sample["text"].head(2))))
+
+
+def test_on_dask_the_store_is_the_same(int8, scifact_sample, tmp_path) -> None:
+    """`embed.dask: local` (a cluster in this process) encodes the same vectors into the same files."""
+    for name in ("here", "dask"):
+        (tmp_path / name).mkdir()
+    here, _ = build_store(tmp_path / "here", scifact_sample.head(2))
+    there, stats = build_store(tmp_path / "dask", scifact_sample.head(2), dask="local")
+    assert stats["encoded"] == read_json(here / STORE_META)["count"]  # not from a cache
+    assert {p.relative_to(there): p.read_bytes() for p in there.rglob("*.npy")} == \
+        {p.relative_to(here): p.read_bytes() for p in here.rglob("*.npy")}
 
 
 def test_a_store_of_another_encoder_or_an_empty_one_is_not_read(int8, encoder, scifact_sample, tmp_path,
                                                                 caplog) -> None:
-    folder = build_store(tmp_path, scifact_sample.head(1))
+    folder, _ = build_store(tmp_path, scifact_sample.head(1))
     assert with_stored_vectors(encoder, folder) is encoder  # torch MiniLM: another model id
     assert "of another encoder" in caplog.text
     (tmp_path / "off").mkdir()
-    empty = build_store(tmp_path / "off", scifact_sample.head(1), enabled=False)
+    empty, _ = build_store(tmp_path / "off", scifact_sample.head(1), enabled=False)
     assert read_json(empty / STORE_META)["count"] == 0 and not list(empty.rglob("*.npy"))
     assert with_stored_vectors(int8, empty) is int8
     assert with_stored_vectors(int8, None) is int8
@@ -160,7 +172,7 @@ def test_a_store_of_another_encoder_or_an_empty_one_is_not_read(int8, encoder, s
 
 def test_an_answer_reads_the_store_and_equals_the_one_without(int8, scifact_sample, tmp_path) -> None:
     docs = scifact_sample.head(4)
-    folder = build_store(tmp_path, docs)
+    folder, _ = build_store(tmp_path, docs)
     docs = docs.set_index("doc_id")
     cfg = AnswerConfig(k=4, mode="hybrid", generator="extractive", scorer="embedding", min_relevance=0.01)
 

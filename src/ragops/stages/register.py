@@ -117,9 +117,8 @@ def register(params: dict[str, Any], cfg: RegistryConfig, client, artifact_locat
 
 def package_parts(params: dict[str, Any], tmp: Path) -> dict[str, Path | None]:
     """The build's parts as files to package: the base embedder resolved to its folder, the sentence store
-    (when built and not empty), and the ONNX
-    exports the package runs (the query encoders' for embed.query_backend, the reranker's for
-    rerank.backend onnx-int8) copied into ``tmp/onnx``."""
+    (when built and not empty), and the ONNX exports the package runs (the query encoders' for
+    embed.query_backend, the reranker's for rerank.backend onnx-int8) copied into ``tmp/onnx``."""
     parts: dict[str, Any] = dict(local_parts(params))
     parts["embedder"] = resolve_model(params["embed"]["model"])
     store = params["paths"].get("sentences")
