@@ -132,7 +132,8 @@ def test_stored_vectors_are_the_live_ones_and_only_the_rest_is_encoded(int8, sci
     assert counting.texts == ["a question nobody stored"]  # the store's texts are not encoded again
     np.testing.assert_array_equal(got, int8([texts[1], "a question nobody stored", texts[0]]))  # bit for bit
     assert (stored.hits, stored.misses) == (2, 1)
-    assert stored.dim == int8.dim and stored.model_id == int8.model_id  # other attributes: the encoder's
+    assert stored.dim == int8.dim and stored.model_id == int8.model_id
+    assert stored.encoder is int8  # any other attribute is the wrapped encoder's (here Counting's)
 
 
 def test_the_store_is_deterministic_and_incremental(int8, scifact_sample, tmp_path) -> None:
