@@ -34,8 +34,6 @@ from ragops.retrieval.load import PARTS, assemble_pipeline, parts_for
 from ragops.retrieval.pipeline import SearchPipeline
 from ragops.retrieval.records import Hits
 
-# Parts that only answers read (``/ask``): beside ``PARTS`` and the grounding scorer.
-ANSWER_PARTS = ("sentences",)
 OUTPUT_COLUMNS = ("query", "rank", "doc_id", "score", "title", "text")
 CODE_FILE = Path(__file__).with_name("pyfunc_code.py")
 # What the model needs at load time, pinned to the versions it was logged with.
@@ -90,7 +88,8 @@ class RetrieverModel(mlflow.pyfunc.PythonModel):
         _warn_on_mismatches(art["config"].parents[1] / "requirements.txt")
         self.config = json.loads(art["config"].read_text(encoding="utf-8"))
         self.parts = {k: art.get(k) for k in PARTS}
-        self.sentences = art.get(ANSWER_PARTS[0])  # not a part of the search pipeline: /ask's alone
+        # the packaged sentence store (ragops.answer.vectors), /ask's alone; packages before it have none
+        self.sentences_dir: Path | None = art.get("sentences")
         modes = self.config.get("modes") or ["bm25", "dense", "hybrid"]  # format 1: the base modes
         check_parts(self.parts, modes)
         # A fresh process finds the ONNX exports in the package; without them it exports once (~10 s).
@@ -103,11 +102,6 @@ class RetrieverModel(mlflow.pyfunc.PythonModel):
     def grounding_dir(self) -> Path | None:
         """The packaged grounding scorer (``/ask``, ``ragops ask --model``), or None."""
         return self.parts.get("grounding")
-
-    @property
-    def sentences_dir(self) -> Path | None:
-        """The packaged sentence store (ragops.answer.vectors; packages before it have none), or None."""
-        return self.sentences
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         params = params or {}
