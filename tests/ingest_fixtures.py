@@ -55,7 +55,9 @@ def write_docx(path: Path, blocks: Sequence[Block], title: str | None = None,
     """A DOCX: headings with Word's built-in "Heading N" / "Title" styles, paragraphs, then a table; a page
     header; ``notes`` {"footnotes"/"endnotes": texts} as Word stores them (python-docx cannot write notes, so
     their parts are added to the package: the notes XML with Word's separator notes, its relationship and
-    content type)."""
+    content type). A ("box", text) block is a text box anchored in the paragraph before it, written as Word
+    writes one (python-docx cannot): a DrawingML shape with a VML copy for older readers, paragraphs split on
+    blank lines."""
     import docx
 
     document = docx.Document()
@@ -64,7 +66,9 @@ def write_docx(path: Path, blocks: Sequence[Block], title: str | None = None,
     if header:
         document.sections[0].header.paragraphs[0].text = header
     for kind, text in blocks:
-        if kind == "p":
+        if kind == "box":
+            document.paragraphs[-1]._p.append(_text_box_run(text))
+        elif kind == "p":
             document.add_paragraph(text)
         else:
             document.add_heading(text, level=0 if kind == "title" else int(kind[1]))
@@ -77,6 +81,26 @@ def write_docx(path: Path, blocks: Sequence[Block], title: str | None = None,
     if notes:
         _add_docx_notes(path, notes)
     return path
+
+
+def _text_box_run(text: str):
+    """A w:r holding a text box as Word 2010+ saves it: mc:AlternateContent, a wps shape, a VML fallback."""
+    from docx.oxml import parse_xml
+
+    paras = "".join(f"<w:p><w:r><w:t>{p}</w:t></w:r></w:p>" for p in text.split("\n\n"))
+    body = f"<w:txbxContent>{paras}</w:txbxContent>"
+    return parse_xml(
+        '<w:r xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main" '
+        'xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006" '
+        'xmlns:wp="http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing" '
+        'xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" '
+        'xmlns:wps="http://schemas.microsoft.com/office/word/2010/wordprocessingShape" '
+        'xmlns:v="urn:schemas-microsoft-com:vml"><mc:AlternateContent><mc:Choice Requires="wps"><w:drawing>'
+        '<wp:anchor><a:graphic><a:graphicData uri="http://schemas.microsoft.com/office/word/2010/wordprocessingShape">'
+        f'<wps:wsp><wps:txbx>{body}</wps:txbx></wps:wsp></a:graphicData></a:graphic></wp:anchor></w:drawing>'
+        f'</mc:Choice><mc:Fallback><w:pict><v:shape><v:textbox>{body}</v:textbox></v:shape></w:pict></mc:Fallback>'
+        '</mc:AlternateContent></w:r>'
+    )
 
 
 def _add_docx_notes(path: Path, notes: dict[str, Sequence[str]]) -> None:

@@ -88,6 +88,15 @@ def test_docx_footnotes_endnotes_and_no_page_header(tmp_path: Path) -> None:
     assert "Notes" not in [s.heading for s in one(write_docx(tmp_path / "plain.docx", BLOCKS)).sections]
 
 
+def test_docx_text_boxes_follow_their_paragraph_once(tmp_path: Path) -> None:
+    blocks = [*BLOCKS[:2], ("box", "Tip: pin the version.\n\nSee the release notes."), *BLOCKS[2:]]
+    doc = one(write_docx(tmp_path / "boxes.docx", blocks))
+    # Word keeps a second, VML copy of every box for older readers: its text is read once, after its anchor
+    assert doc.text == ("Installation\n\nInstall the tool with pip.\n\nTip: pin the version.\n\nSee the release notes."
+                        "\n\nUpgrading\n\nRun pip again with the upgrade flag.")
+    assert [s.heading for s in doc.sections] == ["Installation", "Upgrading"]
+
+
 def test_docx_headings_title_and_tables(tmp_path: Path) -> None:
     doc = one(write_docx(tmp_path / "guide.docx", BLOCKS, title="Admin Guide", table=[["Port", "8000"]]))
     assert doc.title == "Admin Guide" and doc.pages is None

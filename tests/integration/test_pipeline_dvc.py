@@ -77,11 +77,20 @@ def test_fusion_change_reruns_only_what_reads_fusion(changed: Path) -> None:
     assert out.count("Running stage") == 3, out
 
 
+def _out_hashes(root: Path) -> dict[str, str]:
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    return {o["path"]: o["md5"] for stage in lock["stages"].values() for o in stage.get("outs", [])}
+
+
 def test_forced_rebuild_gives_identical_metrics_from_the_cache(changed: Path) -> None:
     before = json.loads((changed / "reports/metrics.json").read_text())
+    hashes = _out_hashes(changed)
     run(["dvc", "repro", "--force"], changed)
     after = json.loads((changed / "reports/metrics.json").read_text())
     assert quality(before) == quality(after)
+    # the indexes are rebuilt byte for byte (the BM25 vocabulary's order once followed the process's hash seed)
+    for out in ("data/processed/chunks.parquet", "models/index/bm25", "models/index/embeddings.npy"):
+        assert _out_hashes(changed)[out] == hashes[out], out
     stats = json.loads((changed / "models/index/embed_stats.json").read_text())
     assert stats["encoded"] == 0 and stats["cached"] == stats["total"]  # nothing re-embedded
 

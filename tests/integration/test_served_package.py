@@ -214,3 +214,20 @@ def test_a_package_missing_a_part_names_it(package: Path, built_project: Path, t
     out = run(["ragops", "search", "statins", "--model", str(broken)], built_project, check=False)
     assert out.returncode == 2 and "the package has no 'reranker', which its mode 'hybrid_rerank' needs" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_package_without_its_grounding_scorer_never_borrows_the_builds(package: Path, built_project: Path,
+                                                                         tmp_path: Path) -> None:
+    """The build's scorer may have been trained for another version: a package that carries none checks claims
+    with the embedding scorer and says so."""
+    bare = tmp_path / "no-grounding"
+    shutil.copytree(package, bare)
+    mlmodel = yaml.safe_load((bare / "MLmodel").read_text())
+    shutil.rmtree(bare / mlmodel["flavors"]["python_function"]["artifacts"].pop("grounding")["path"])
+    (bare / "MLmodel").write_text(yaml.safe_dump(mlmodel, sort_keys=False))
+    assert (built_project / "models/grounding/scorers.json").is_file()  # the build has a trained scorer to borrow
+    out = run(["ragops", "ask", "Does vitamin D deficiency cause fractures?", "--json", "--generator", "extractive",
+               "--model", str(bare)], built_project)
+    answer = json.loads(out.stdout)
+    assert answer["scorer"] == "embedding" and answer["claims"] and answer["citations"], answer
+    assert "the package carries no grounding scorer; using the embedding scorer" in out.stderr, out.stderr[-2000:]

@@ -226,12 +226,14 @@ def build_answerer(
     mode: str | None = None,
     grounding_dir: str | Path | None = None,
     sentences_dir: str | Path | None = None,
+    packaged: bool = False,
 ) -> Answerer:
     """An Answerer over a loaded :class:`ragops.retrieval.pipeline.SearchPipeline` and the docs frame (doc_id, title,
     text); params is the full params dict (sections ``answer``, ``grounding``, ``paths``); the arguments
     override params. ``grounding_dir`` is the grounding scorer's folder (a package's own; default: the
     build's ``paths.grounding_model``); ``sentences_dir`` the sentence store (ragops.answer.vectors; default: the
-    build's ``paths.sentences``)."""
+    build's ``paths.sentences``). ``packaged``: the pipeline is a package's, so the scorer is the package's own
+    ``grounding_dir`` or none, never the build's, which may have been trained for another version."""
     cfg = AnswerConfig.from_params(params)
     mode = mode or cfg.mode
     mode = pipeline.resolve(None if mode == "default" else mode)
@@ -248,7 +250,7 @@ def build_answerer(
     if "doc_id" in docs.columns:
         docs = docs.set_index("doc_id")
     g = params.get("grounding", {})
-    model_dir = grounding_dir or params.get("paths", {}).get("grounding_model")
+    model_dir = grounding_dir if packaged else grounding_dir or params.get("paths", {}).get("grounding_model")
     folder, defaults = Path(model_dir) if model_dir else None, {"embedding": float(g.get("embedding_threshold", 0.6))}
     # the corpus's sentences come from the store: an answer encodes its question and claims
     encode = with_stored_vectors(encode, sentences_dir or params.get("paths", {}).get("sentences"))
@@ -259,9 +261,11 @@ def build_answerer(
         if scorer is not None or cfg.scorer != "trained":
             raise
         # the default scorer is not built (no labelled claims, or no grounding stage yet): say so, carry on
-        log.warning("the trained grounding scorer is not built (%s); using the embedding scorer", folder)
+        missing = "the package carries no grounding scorer" if folder is None and packaged else \
+            f"the trained grounding scorer is missing ({folder})"
+        log.warning("%s; using the embedding scorer", missing)
         scorer_obj = load_scorer("embedding", folder, routed, defaults)
-        degraded = f"the trained grounding scorer is missing ({folder}): claims are checked by the embedding scorer"
+        degraded = f"{missing}: claims are checked by the embedding scorer"
     else:
         degraded = None
     anthropic = AnthropicGenerator(AnthropicConfig(**a.get("anthropic", {}))) if gen == "anthropic" else None

@@ -133,14 +133,17 @@ class StoredVectors:
         return getattr(self.encode, name)
 
 
+def store_meta(folder: str | Path | None) -> dict[str, Any]:
+    """The meta.json of the sentence store in ``folder`` (count, dim, model_id, ...); {} when there is none."""
+    meta_file = Path(folder) / STORE_META if folder else None
+    return read_json(meta_file) if meta_file is not None and meta_file.is_file() else {}
+
+
 def with_stored_vectors(encode: EncodeFn, folder: str | Path | None) -> EncodeFn:
     """``encode`` behind the sentence store in ``folder`` (the `sentences` stage's output, or a package's);
     ``encode`` itself when there is none, it is empty, or it was built for another encoder (said in the log)."""
-    meta_file = Path(folder) / STORE_META if folder else None
-    if encode is None or meta_file is None or not meta_file.is_file():
-        return encode
-    meta = read_json(meta_file)
-    if not int(meta.get("count", 0)):
+    meta = store_meta(folder)
+    if encode is None or not int(meta.get("count", 0)):
         return encode
     model_id = model_id_of(encode)
     if meta.get("model_id") != model_id:

@@ -1,8 +1,9 @@
 """`ragops ask`: answers with citations and a support check of each claim, one question or a batch.
 
 Registered in ragops.cli.main (which turns RagopsError into one line). Retrieval comes from the built index
-(default) or a packaged retriever (``--model models:/ragops-retriever@champion``); the grounding
-scorers always come from the local ``paths.grounding_model``.
+(default) or a packaged retriever (``--model models:/ragops-retriever@champion``). The grounding scorer comes
+with the retrieval: the build's ``paths.grounding_model``, or the package's own (a package without one checks
+claims with the embedding scorer and says so, rather than borrow the build's).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def _answerer(params_file: Path, model: str | None, generator: str | None, score
         except (MlflowException, OSError) as exc:
             raise RagopsError(f"cannot load {model}: {str(exc).splitlines()[0]}") from None
         return build_answerer(python_model.pipeline, python_model.docs.reset_index(), params, generator, scorer, mode,
-                              grounding_dir=python_model.grounding_dir, sentences_dir=python_model.sentences_dir)
+                              grounding_dir=python_model.grounding_dir, sentences_dir=python_model.sentences_dir,
+                              packaged=True)
     from ragops.retrieval.load import load_pipeline
 
     pipeline, docs = load_pipeline(params)

@@ -35,7 +35,7 @@ log = logging.getLogger("ragops.ingest")
 
 CORPUS, MANIFEST, SUMMARY = "corpus.jsonl", "manifest.jsonl", "summary.json"
 # Bump when a converter's output changes: the previous output's conversions are then not re-used.
-CONVERTER_VERSION = 2  # 2: PDF running heads and broken words, DOCX notes
+CONVERTER_VERSION = 3  # 2: PDF running heads and broken words, DOCX notes; 3: DOCX text boxes
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ or last of most pages: a journal's name, "Page 3 of 10", a bare page number) is 
 at a line end ("infor-" / "mation") is joined, its hyphen kept where the document writes the word with one
 elsewhere ("state-of-the-art"), where the first part is already a compound, or where the second part starts
 with a capital or a digit. DOCX footnotes and endnotes are text too: they follow the body, under a "Notes"
-section; a DOCX's page headers and footers are page furniture and are left out, like an HTML page's.
+section; so is a text box (a call-out, a sidebar), read after the paragraph it is anchored in; a DOCX's page
+headers and footers are page furniture and are left out, like an HTML page's.
 """
 
 from __future__ import annotations
@@ -142,6 +143,8 @@ def read_docx(data: bytes, path: Path) -> Doc:
                 out.heading(block.text)
             else:
                 out.add(block.text)
+            for text in _text_boxes(block._p):
+                out.add(text)
         notes = _docx_notes(document)
         if notes:
             out.section(heading="Notes")
@@ -158,7 +161,20 @@ def read_docx(data: bytes, path: Path) -> Doc:
 
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
 _NOTE_PARTS = ("/footnotes", "/endnotes")
+
+
+def _para_text(para) -> str:
+    return "".join(t.text or "" for t in para.iter(_W + "t"))
+
+
+def _text_boxes(paragraph) -> list[str]:
+    """The paragraphs of the text boxes anchored in ``paragraph`` (a w:p element), in document order. Word writes
+    a box twice, as a DrawingML shape and as a VML fallback for older readers: the fallback copy is skipped."""
+    boxes = (box for box in paragraph.iter(_W + "txbxContent")
+             if not any(a.tag in (_MC_FALLBACK, _W + "txbxContent") for a in box.iterancestors()))
+    return [text for box in boxes for text in map(_para_text, box.iterchildren(_W + "p")) if text.strip()]
 
 
 def _docx_notes(document) -> list[str]:
@@ -173,7 +189,7 @@ def _docx_notes(document) -> list[str]:
         for note in root:
             if note.tag not in (_W + "footnote", _W + "endnote") or note.get(_W + "type") not in (None, "normal"):
                 continue
-            notes.append(" ".join("".join(t.text or "" for t in para.iter(_W + "t")) for para in note.iter(_W + "p")))
+            notes.append(" ".join(map(_para_text, note.iter(_W + "p"))))
     return notes
 
 

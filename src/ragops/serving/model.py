@@ -151,8 +151,11 @@ def finish(
     encoder_threads: int = 0,
     grounding_dir: Path | None = None,
     sentences_dir: Path | None = None,
+    packaged: bool = False,
 ) -> Served:
-    """Wrap each query encoder in a query cache and build the answerer: a version is ready only when both are."""
+    """Wrap each query encoder in a query cache and build the answerer: a version is ready only when both are.
+    A packaged version's answers are checked by its own grounding scorer or, without one, by the embedding
+    scorer (degraded): never by the build's, which may have been trained for another version."""
     for retriever in (pipeline.base, pipeline.ft):
         if retriever is not None:
             quiet_onnx(retriever.encode, encoder_threads)
@@ -173,11 +176,12 @@ def finish(
         from ragops.answer.answerer import build_answerer
 
         answerer = build_answerer(pipeline, docs.reset_index(), params, grounding_dir=grounding_dir,
-                                  sentences_dir=sentences_dir)
+                                  sentences_dir=sentences_dir, packaged=packaged)
     except Exception as exc:  # noqa: BLE001 - /search still works; /ask says why it cannot (503)
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         log.warning("answers unavailable for %s v%s: %s", name, version, error)
-    grounding = str(grounding_dir or params.get("paths", {}).get("grounding_model") or "") or None
+    local = None if packaged else params.get("paths", {}).get("grounding_model")
+    grounding = str(grounding_dir or local or "") or None
     return Served(pipeline, docs, name, version, alias, uri, caches, answerer, error, grounding,
                   load_s=time.perf_counter() - t0)
 
@@ -249,4 +253,5 @@ def load_packaged(
         encoder_threads=encoder_threads,
         grounding_dir=model.grounding_dir,
         sentences_dir=model.sentences_dir,
+        packaged=True,
     )

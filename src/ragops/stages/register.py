@@ -24,7 +24,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from ragops.answer.vectors import STORE_META
+from ragops.answer.vectors import store_meta
 from ragops.encode.models import model_fingerprint, resolve_model
 from ragops.encode.onnx_encoder import FILES as ONNX_FILES
 from ragops.encode.onnx_encoder import export_dir
@@ -122,7 +122,7 @@ def package_parts(params: dict[str, Any], tmp: Path) -> dict[str, Path | None]:
     parts: dict[str, Any] = dict(local_parts(params))
     parts["embedder"] = resolve_model(params["embed"]["model"])
     store = params["paths"].get("sentences")
-    if store and (Path(store) / STORE_META).is_file() and read_json(Path(store) / STORE_META).get("count"):
+    if store and store_meta(store).get("count"):
         parts["sentences"] = Path(store)  # /ask's sentence vectors (ragops.answer.vectors): packaged, as served
     config = pipeline_config(params)
     backend = config["embed"]["query_backend"]
