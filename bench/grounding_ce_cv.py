@@ -11,6 +11,11 @@ minus its negation's), the stage's stacker, and a stacker with the negation's fe
     for k in 0 1 2 3 4; do python bench/grounding_ce_cv.py --fold $k --out base.$k.json [--device cuda]; done
     python bench/grounding_ce_cv.py --combine base.*.json
     python bench/grounding_ce_cv.py --fold 0 --init models/grounding_pretrain --out pre.0.json   # issue 17
+    # issue 17's ablation by pretraining source: fold 0 (the stage's own split: cross-encoder on folds 1-4, the
+    # stacker on fold 0) plus claims_dev, one run per arm (no --init: plain MiniLM; bench/grounding_pretrain.py
+    # --save for the others), then one table with the stage's sum stacker and the wrong-evidence control
+    python bench/grounding_ce_cv.py --fold 0 --dev [--init <arm model>] --out arm.<name>.json
+    python bench/grounding_ce_cv.py --arms arm.*.json
     # recipe options, as in params.yaml grounding.cross_encoder:
     #   --corpus-claims 1500 [--corpus-source both] [--corpus-nei]   --negate-evidence   --epochs --lr ...
 
@@ -94,6 +99,15 @@ def run_fold(args: argparse.Namespace) -> None:
     variants = {"negated": (negated, right_docs), "wrong": (cs, wrong_docs), "wrong_negated": (negated, wrong_docs)}
     # the contrastive check (the claim's negation) and the control, for the logistic model
     lr_extra = {name: lr.predict(trained_features(encode, c, d)).tolist() for name, (c, d) in variants.items()}
+    dev: dict = {}
+    if args.dev:  # the evaluation claims, scored by this fold's models exactly as the held-out fold (nothing fit)
+        dev_pairs = read_pairs(args.dataset / "claims_dev.csv", sents)
+        dev_pairs = dev_pairs[: args.max_pairs] if args.max_pairs else dev_pairs
+        dev_claims, dev_docs = [p.claim for p in dev_pairs], [pair_docs(p, sents) for p in dev_pairs]
+        dev_wrong = [dev_docs[j] for j in np.random.default_rng(42).permutation(len(dev_pairs))]
+        dev = {"rows": [[p.claim_id, p.doc_id, p.label] for p in dev_pairs], "ce": [], "ce_wrong_evidence": [],
+               "logistic": lr.predict(trained_features(encode, dev_claims, dev_docs)).tolist(),
+               "logistic_wrong": lr.predict(trained_features(encode, dev_claims, dev_wrong)).tolist()}
     cfg = CrossEncoderConfig(
         epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, max_length=args.max_length,
         batch_size=args.batch_size, threads=args.threads, device=args.device,
@@ -106,6 +120,9 @@ def run_fold(args: argparse.Namespace) -> None:
         model.encoder.eval()
         epochs.append(np.hstack([ce_feats(model, encode, c, right_docs) for c in (cs, negated)]).tolist())
         wrong.append(np.hstack([ce_feats(model, encode, c, wrong_docs) for c in (cs, negated)]).tolist())
+        if dev:
+            dev["ce"].append(ce_feats(model, encode, dev_claims, dev_docs).tolist())
+            dev["ce_wrong_evidence"].append(ce_feats(model, encode, dev_claims, dev_wrong).tolist())
 
     if not args.no_ce:
         # --init: start from a pretrained grounding cross-encoder (its encoder and head), as the stage does
@@ -115,6 +132,7 @@ def run_fold(args: argparse.Namespace) -> None:
         "fold": args.fold, "examples": len(examples), "claim_examples": n_claims,
         "seconds": round(time.perf_counter() - t0, 1), "rows": [[p.claim_id, p.doc_id, p.label] for p in held],
         "logistic": lr_held.tolist(), "logistic_extra": lr_extra, "ce": epochs, "ce_wrong_evidence": wrong,
+        "init": str(args.init or args.model), "dev": dev,
     }  # fmt: skip
     Path(args.out).write_text(json.dumps(out))
 
@@ -164,6 +182,69 @@ def combine(files: list[Path]) -> None:
             print(f"         {line(name, s)}" + (f"  {line('| wrong evidence', sw)}" if xw is not None else ""))
 
 
+def stage_stacker(held_lr: np.ndarray, held_ce: np.ndarray, y: np.ndarray, sc: np.ndarray, groups: list[str]):
+    """The stage's trained scorer over one fold (ragops.answer.grounding_train.fit_stacked): the `sum` stacker
+    of the logistic logit and the cross-encoder's log odds, its weight chosen by the stage's rule (inner
+    5-fold split of the fold's claims, AUROC overall plus SUPPORT vs CONTRADICT). Returns (weight, the
+    inner cross-validated scores, the stacker fit on the whole fold)."""
+    from ragops.answer.grounding_fit import fit_stacker
+    from ragops.answer.scorers import stack_features
+
+    x = stack_features(stack_inputs(held_lr, held_ce), "sum")
+    inner = group_folds(groups, 5, 43)
+    best = None
+    for weight in (0.5, 1.0, 2.0):
+        pred = np.zeros(len(y))
+        for k in range(5):
+            pred[inner == k] = fit_stacker("sum", x[inner != k], y[inner != k], weight, 42).predict(x[inner == k])
+        total = auroc(pred, y) + auroc(pred[sc], y[sc])
+        if best is None or total > best[0]:
+            best = (total, weight, pred)
+    _, weight, pred = best
+    return weight, pred, fit_stacker("sum", x, y, weight, 42)
+
+
+def arms_table(files: list[Path]) -> None:
+    """One row per arm: the cross-encoder alone (P(S) - P(C)) and the stage's trained scorer (sum stacker),
+    on the held-out fold (cross-validated) and on claims_dev, each with another claim's evidence."""
+    from ragops.answer.scorers import stack_features
+
+    def pair(s: np.ndarray, y: np.ndarray, sc: np.ndarray) -> tuple[float, float]:
+        return auroc(s, y), auroc(s[sc], y[sc])
+
+    sup, con = CE_FEATURES.index("ce_topk_support"), CE_FEATURES.index("ce_topk_contradict")
+    n = len(CE_FEATURES)
+    print("| arm (fine-tuned from) | epoch | fold: CE | fold: CE wrong ev. S-v-C | fold: trained (weight) | "
+          "fold: trained wrong ev. S-v-C | dev: CE | dev: CE wrong ev. S-v-C | dev: trained | "
+          "dev: trained wrong ev. S-v-C | dev: share from the evidence |")
+    print("|---|---:|---|---:|---|---:|---|---:|---|---:|---:|")
+    for f in files:
+        p = json.loads(f.read_text())
+        lab = np.asarray([r[2] for r in p["rows"]])
+        y, sc = lab == "SUPPORT", lab != "NEI"
+        dlab = np.asarray([r[2] for r in p["dev"]["rows"]])
+        dy, dsc = dlab == "SUPPORT", dlab != "NEI"
+        groups = [r[0] for r in p["rows"]]
+        lr, lr_wrong = np.asarray(p["logistic"]), np.asarray(p["logistic_extra"]["wrong"])
+        dlr, dlr_wrong = np.asarray(p["dev"]["logistic"]), np.asarray(p["dev"]["logistic_wrong"])
+        for e in range(len(p["ce"])):
+            held, held_w = np.asarray(p["ce"][e])[:, :n], np.asarray(p["ce_wrong_evidence"][e])[:, :n]
+            dev, dev_w = np.asarray(p["dev"]["ce"][e]), np.asarray(p["dev"]["ce_wrong_evidence"][e])
+            weight, pred, stacker = stage_stacker(lr, held, y, sc, groups)
+            pred_w = stacker.predict(stack_features(stack_inputs(lr_wrong, held_w), "sum"))  # fit on right ev.
+            d = stacker.predict(stack_features(stack_inputs(dlr, dev), "sum"))
+            d_w = stacker.predict(stack_features(stack_inputs(dlr_wrong, dev_w), "sum"))
+            both = [pair(held[:, sup] - held[:, con], y, sc), pair(pred, y, sc),
+                    pair(dev[:, sup] - dev[:, con], dy, dsc), pair(d, dy, dsc)]
+            wrong_sc = [pair(held_w[:, sup] - held_w[:, con], y, sc)[1], pair(pred_w, y, sc)[1],
+                        pair(dev_w[:, sup] - dev_w[:, con], dy, dsc)[1], pair(d_w, dy, dsc)[1]]
+            cells = []
+            for i, (a, w) in enumerate(zip(both, wrong_sc, strict=True)):
+                cells += [f"{a[0]:.3f} / {a[1]:.3f}" + (f" ({weight:g})" if i == 1 else ""), f"{w:.3f}"]
+            cells.append(f"{both[3][1] - wrong_sc[3]:.3f}")
+            print(f"| {Path(p['init']).name} | {e + 1} | " + " | ".join(cells) + " |")
+
+
 def contrast(f: np.ndarray, sup: int, con: int, n: int) -> np.ndarray:
     if f.shape[1] < 2 * n:
         return np.full(len(f), np.nan)
@@ -183,6 +264,9 @@ def main() -> None:
     ap.add_argument("--corpus-nei", action="store_true")
     ap.add_argument("--negate-evidence", action="store_true")
     ap.add_argument("--no-ce", action="store_true", help="the logistic model only (seconds)")
+    ap.add_argument("--dev", action="store_true", help="also score claims_dev (right and wrong evidence) with "
+                    "the fold's models: fold 0 then mirrors the stage, whose cross-encoder is trained on folds 1-4")
+    ap.add_argument("--arms", type=Path, nargs="+", help="--dev fold files, one per pretraining arm: the table")
     ap.add_argument("--init", type=Path, help="a pretrained grounding cross-encoder folder to fine-tune "
                     "(models/grounding_pretrain, or bench/grounding_pretrain.py --save)")
     ap.add_argument("--epochs", type=int, default=3)
@@ -193,7 +277,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
-    if args.combine:
+    if args.arms:
+        arms_table(args.arms)
+    elif args.combine:
         combine(args.combine)
     else:
         run_fold(args)
