@@ -242,7 +242,17 @@ def arms_table(files: list[Path]) -> None:
             for i, (a, w) in enumerate(zip(both, wrong_sc, strict=True)):
                 cells += [f"{a[0]:.3f} / {a[1]:.3f}" + (f" ({weight:g})" if i == 1 else ""), f"{w:.3f}"]
             cells.append(f"{both[3][1] - wrong_sc[3]:.3f}")
-            print(f"| {Path(p['init']).name} | {e + 1} | " + " | ".join(cells) + " |")
+            print(f"| {arm_name(p['init'])} | {e + 1} | " + " | ".join(cells) + " |")
+
+
+def arm_name(init: str) -> str:
+    """The arm a fine-tuning started from: plain MiniLM, the stage's pretrained model, or a saved arm."""
+    name = Path(init).name
+    if not Path(init).is_dir():
+        return f"none ({name})"
+    if name == "grounding_pretrain":
+        return "the stage's (" + " + ".join(json.loads((Path(init) / "training.json").read_text())["sources"]) + ")"
+    return name.removeprefix("arm_").replace("+", " + ")
 
 
 def contrast(f: np.ndarray, sup: int, con: int, n: int) -> np.ndarray:

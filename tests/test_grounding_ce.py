@@ -100,8 +100,8 @@ def test_trained_scorer_prefers_the_supported_claim(fitted, encoder) -> None:
 
 def test_training_never_reads_the_evaluation_claims(claims, titles, encoder, encode, tmp_path: Path) -> None:
     # Two fits that differ only in the evaluation claims' labels, all flipped: every fitted part must come out
-    # identical. Small fits (a prefix of the module's sample, whose sentences `encode` already holds; one epoch):
-    # the property does not depend on the size, and the module's own fit is not repeated.
+    # identical. Small fits (a prefix of the module's sample, whose vectors the module's `encode` memo holds once
+    # its fit has run; one epoch): the property does not depend on the size, and that fit is not repeated.
     sentences, train, test = claims
     train, test = train[:60], test[:16]
     flip = {"SUPPORT": "CONTRADICT", "CONTRADICT": "NEI", "NEI": "SUPPORT"}
