@@ -3,11 +3,11 @@
     python bench/process_overhead.py [--mirror ../shared/datasets] [--project <a built tiny project>]
 
 1. What importing costs in a fresh process (median of 3 runs; wall and CPU seconds): torch, transformers,
-   sentence_transformers, pandas, mlflow, and the `dvc` command's own.
+   sentence_transformers, pandas, mlflow, and dvc.repo (DVC's repository layer, which `dvc repro` loads).
 2. The tiny test profile (tests/profiles/tiny.yaml) built once as the test suite builds it (or `--project`, a
-   folder that fixture built), then re-run the way tests/integration/test_flow.py's first run and the registry
-   tests re-run it: a copy with no dvc.lock and no run cache, so DVC runs every stage, and the trained models are
-   kept by their training keys. That re-run is timed under PYTHONPROFILEIMPORTTIME=1: how many Python processes
+   folder that fixture built), then re-run the way tests/integration/test_flow.py's first run re-runs it: a
+   copy with no dvc.lock and no run cache, so DVC runs every stage, and the trained models are kept by their
+   training keys. That re-run is timed under PYTHONPROFILEIMPORTTIME=1: how many Python processes
    started, how many seconds their imports took (the top-level imports of each process, lazy ones included; the
    profiling itself adds a little), and the seconds the stages spent in their own timed work (ragops.timing).
 
@@ -103,8 +103,8 @@ Importing, in a fresh process (median of 3):
 |---|---:|---:|
 {rows}
 
-The tiny profile re-run with every stage running and the trained models kept (as the flow's first run and the
-registry's versions re-run it): {r['wall_s']} s wall; {r['processes']} Python processes, whose imports took
+The tiny profile re-run with every stage running and the trained models kept (as the flow's first run re-runs it):
+{r['wall_s']} s wall; {r['processes']} Python processes, whose imports took
 {r['import_s']} s in all ({st['processes']} of them loaded sentence-transformers, {st['seconds']} s); the stages'
 own timed work {r['stage_work_s']} s, which includes the imports a stage makes only when it needs them (a model's
 packages), so the two overlap. {machine_line(result['machine'])}""")
