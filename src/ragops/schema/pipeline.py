@@ -16,13 +16,15 @@ class Data(Section):
 
 
 class Ingest(Section):
+    strict: bool
     workers: Pos
     timeout_s: Annotated[float, Field(gt=0)]
     max_mb: Annotated[float, Field(gt=0)]
-    strict: bool
 
 
 class Paths(Section):
+    """Where each stage reads and writes, relative to the project root (dvc.yaml names the same files)."""
+
     corpus: str
     docs: str
     queries: str
