@@ -245,6 +245,79 @@ def arms_table(files: list[Path]) -> None:
             print(f"| {arm_name(p['init'])} | {e + 1} | " + " | ".join(cells) + " |")
 
 
+def crossfit_table(files: list[Path]) -> None:
+    """The five folds of one arm (each run with --dev), pooled: the cross-encoder's 5-fold figure over all of
+    claims_train's pairs, and the stacker fit on all the out-of-fold pairs (cross-fitted) instead of fold 0's.
+
+    Each pair of claims_train is scored by the models that never saw its claim (its fold's logistic model and
+    cross-encoder), so a stacker fit on the pooled pairs is honest; its own figure on train is cross-validated
+    again (the stage's inner split over the pooled claims). On claims_dev each fold's models score every pair:
+    "one CE" applies the stacker to each fold's cross-encoder in turn (what serving a single cross-encoder
+    would give; mean and range over the five), "bagged" to the five averaged (five times the inference)."""
+    from ragops.answer.grounding_fit import fit_stacker
+    from ragops.answer.scorers import stack_features
+
+    parts = sorted((json.loads(f.read_text()) for f in files), key=lambda p: p["fold"])
+    if sorted(p["fold"] for p in parts) != list(range(5)) or not all(p["dev"] for p in parts):
+        raise SystemExit("--crossfit needs the five folds of one arm, each run with --dev")
+    n = len(CE_FEATURES)
+    sup, con = CE_FEATURES.index("ce_topk_support"), CE_FEATURES.index("ce_topk_contradict")
+    rows = [r for p in parts for r in p["rows"]]
+    lab = np.asarray([r[2] for r in rows])
+    y, sc = lab == "SUPPORT", lab != "NEI"
+    groups = [r[0] for r in rows]
+    dlab = np.asarray([r[2] for r in parts[0]["dev"]["rows"]])
+    dy, dsc = dlab == "SUPPORT", dlab != "NEI"
+    lr = np.concatenate([p["logistic"] for p in parts])
+    lr_w = np.concatenate([p["logistic_extra"]["wrong"] for p in parts])
+    dlr = [np.asarray(p["dev"]["logistic"]) for p in parts]
+    dlr_w = [np.asarray(p["dev"]["logistic_wrong"]) for p in parts]
+
+    def cell(s: np.ndarray, yy: np.ndarray, ss: np.ndarray) -> str:
+        return f"{auroc(s, yy):.3f} / {auroc(s[ss], yy[ss]):.3f}"
+
+    print(f"{len(rows)} out-of-fold pairs, {len(dlab)} claims_dev pairs; arm {arm_name(parts[0]['init'])}; "
+          f"{max(p['seconds'] for p in parts):.0f} s per fold's cross-encoder")
+    print("| epoch | stacker | train: CE (5-fold) | train: trained (CV) | train: trained wrong ev. S-v-C | "
+          "dev: trained, one CE (mean; S-v-C range) | dev: wrong ev. S-v-C, one CE | dev: share, one CE | "
+          "dev: trained, bagged | dev: share, bagged |")
+    print("|---:|---|---|---|---:|---|---:|---:|---|---:|")
+    for e in range(min(len(p["ce"]) for p in parts)):
+        ce = np.concatenate([np.asarray(p["ce"][e])[:, :n] for p in parts])
+        ce_w = np.concatenate([np.asarray(p["ce_wrong_evidence"][e])[:, :n] for p in parts])
+        dce = [np.asarray(p["dev"]["ce"][e]) for p in parts]
+        dce_w = [np.asarray(p["dev"]["ce_wrong_evidence"][e]) for p in parts]
+        # the stage's sum stacker, its weight chosen by the stage's rule on all pooled pairs, or on fold 0's alone
+        # (the stage); and a logistic stacker over the logit and the four probabilities on all pooled pairs
+        weight, pred, pooled = stage_stacker(lr, ce, y, sc, groups)
+        f0 = np.arange(len(rows)) < len(parts[0]["rows"])
+        w0, _, fold0 = stage_stacker(lr[f0], ce[f0], y[f0], sc[f0], [g for g, k in zip(groups, f0, strict=True) if k])
+        inner = group_folds(groups, 5, 43)
+        x = stack_inputs(lr, ce)
+        logit_cv = np.zeros(len(y))
+        for k in range(5):
+            logit_cv[inner == k] = fit_stacker("logistic", x[inner != k], y[inner != k], 1.0, 42).predict(x[inner == k])
+        variants = ((f"sum, cross-fitted (weight {weight:g})", pooled, "sum", pred),
+                    (f"sum, fold 0 only (weight {w0:g}; the stage)", fold0, "sum", None),
+                    ("logistic, cross-fitted", fit_stacker("logistic", x, y, 1.0, 42), "logistic", logit_cv))
+        for name, stacker, form, cv in variants:
+            def score(a: np.ndarray, b: np.ndarray, st=stacker, fm=form) -> np.ndarray:
+                return st.predict(stack_features(stack_inputs(a, b), fm))
+
+            train_w = score(lr_w, ce_w)
+            one = [score(dlr[k], dce[k]) for k in range(5)]
+            one_w = [score(dlr_w[k], dce_w[k]) for k in range(5)]
+            svc = [auroc(s[dsc], dy[dsc]) for s in one]
+            svc_w = [auroc(s[dsc], dy[dsc]) for s in one_w]
+            bag = score(np.mean(dlr, axis=0), np.mean(dce, axis=0))
+            bag_w = score(np.mean(dlr_w, axis=0), np.mean(dce_w, axis=0))
+            print(f"| {e + 1} | {name} | {cell(ce[:, sup] - ce[:, con], y, sc)} | "
+                  f"{cell(cv, y, sc) if cv is not None else '—'} | {auroc(train_w[sc], y[sc]):.3f} | "
+                  f"{np.mean([auroc(s, dy) for s in one]):.3f} / {np.mean(svc):.3f} ({min(svc):.3f}–{max(svc):.3f}) | "
+                  f"{np.mean(svc_w):.3f} | {np.mean(svc) - np.mean(svc_w):.3f} | {cell(bag, dy, dsc)} | "
+                  f"{auroc(bag[dsc], dy[dsc]) - auroc(bag_w[dsc], dy[dsc]):.3f} |")
+
+
 def arm_name(init: str) -> str:
     """The arm a fine-tuning started from: plain MiniLM, the stage's pretrained model, or a saved arm."""
     name = Path(init).name
@@ -277,6 +350,8 @@ def main() -> None:
     ap.add_argument("--dev", action="store_true", help="also score claims_dev (right and wrong evidence) with "
                     "the fold's models: fold 0 then mirrors the stage, whose cross-encoder is trained on folds 1-4")
     ap.add_argument("--arms", type=Path, nargs="+", help="--dev fold files, one per pretraining arm: the table")
+    ap.add_argument("--crossfit", type=Path, nargs=5, help="the five --dev fold files of one arm: the 5-fold "
+                    "figure and the stacker fit on all out-of-fold pairs")
     ap.add_argument("--init", type=Path, help="a pretrained grounding cross-encoder folder to fine-tune "
                     "(models/grounding_pretrain, or bench/grounding_pretrain.py --save)")
     ap.add_argument("--epochs", type=int, default=3)
@@ -289,6 +364,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.arms:
         arms_table(args.arms)
+    elif args.crossfit:
+        crossfit_table(args.crossfit)
     elif args.combine:
         combine(args.combine)
     else:
