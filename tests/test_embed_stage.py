@@ -112,3 +112,14 @@ def test_another_model_folder_has_no_record(built, tmp_path: Path) -> None:
     assert recall(cache, str(copy), "torch") is None
     remember(cache, str(copy), "onnx", Identity("x", 3))  # an ONNX encoder is never recorded
     assert not list((Path(cache) / "identities").glob("*.onnx.json"))
+
+
+def test_an_unwritable_record_costs_a_warning_not_the_stage(built, tmp_path: Path, caplog) -> None:
+    p, _, _, _ = built
+    blocked = tmp_path / "cache"
+    blocked.mkdir()
+    (blocked / "identities").write_text("a file where the records' folder would go")  # mkdir fails: not a folder
+    with caplog.at_level("WARNING", logger="ragops.embedding"):
+        remember(blocked, MODEL, "torch", Identity("id", 384))
+    assert "could not record the model's identity" in caplog.text
+    assert recall(blocked, MODEL, "torch") is None

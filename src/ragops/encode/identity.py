@@ -56,10 +56,17 @@ def _record(cache_dir: str | Path, model: str, backend: str) -> Path | None:
 
 
 def remember(cache_dir: str | Path, model: str, backend: str, identity: Identity) -> None:
-    """Record the identity of a model just loaded (written atomically; a torch backend only)."""
+    """Record the identity of a model just loaded (written atomically; a torch backend only). The record is a
+    shortcut, not an output: a cache folder it cannot be written to (read-only, shared) costs a warning and the
+    next run's model load, never the stage."""
     path = _record(cache_dir, model, backend)
-    if path is not None:
+    if path is None:
+        return
+    try:
         write_json(path, {"model_id": identity.model_id, "dim": int(identity.dim), "versions": _versions()})
+    except OSError as exc:
+        log.warning("embedding cache: could not record the model's identity in %s (%s); the next run that finds "
+                    "every vector cached loads the model anyway", path, exc)
 
 
 def recall(cache_dir: str | Path, model: str, backend: str) -> Identity | None:
