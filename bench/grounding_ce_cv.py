@@ -16,6 +16,9 @@ minus its negation's), the stage's stacker, and a stacker with the negation's fe
     # --save for the others), then one table with the stage's sum stacker and the wrong-evidence control
     python bench/grounding_ce_cv.py --fold 0 --dev [--init <arm model>] --out arm.<name>.json
     python bench/grounding_ce_cv.py --arms arm.*.json
+    # one arm's five folds, each with --dev: its 5-fold figure and the stacker fit on all out-of-fold pairs
+    for k in 0 1 2 3 4; do python bench/grounding_ce_cv.py --fold $k --dev --init <model> --out cf.$k.json; done
+    python bench/grounding_ce_cv.py --crossfit cf.0.json cf.1.json cf.2.json cf.3.json cf.4.json
     # recipe options, as in params.yaml grounding.cross_encoder:
     #   --corpus-claims 1500 [--corpus-source both] [--corpus-nei]   --negate-evidence   --epochs --lr ...
 
