@@ -168,6 +168,35 @@ def test_save_load_round_trip(lucene_index: BM25Index, queries: list[str], tmp_p
     assert {p.suffix for p in path.rglob("*") if p.is_file()} <= {".json", ".npy"}
 
 
+_SAVE_IN_A_PROCESS = """
+import hashlib, sys
+from pathlib import Path
+import pandas as pd
+from ragops.retrieval.index.sparse import BM25Config, BM25Index
+df = pd.read_parquet(sys.argv[1])
+BM25Index.build(df["doc_id"].tolist(), df["full"].tolist(), BM25Config()).save(sys.argv[2])
+files = sorted(p for p in Path(sys.argv[2]).rglob("*") if p.is_file())
+print(hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in files)).hexdigest())
+"""
+
+
+def test_index_bytes_do_not_depend_on_the_hash_seed(corpus: pd.DataFrame, tmp_path: Path) -> None:
+    """The vocabulary is numbered in sorted order, not in set order (which each process's hash seed shuffles):
+    two processes with different PYTHONHASHSEED write the same index bytes, so `dvc repro` needs no fixed seed."""
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "docs.parquet"
+    corpus[["doc_id", "full"]].head(200).to_parquet(data)
+    digests = set()
+    for seed in ("1", "2"):
+        proc = subprocess.run([sys.executable, "-c", _SAVE_IN_A_PROCESS, str(data), str(tmp_path / seed)],
+                              env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True, check=True)
+        digests.add(proc.stdout.strip())
+    assert len(digests) == 1 and len(digests.pop()) == 64
+
+
 def test_load_from_empty_folder(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no BM25 index"):
         BM25Index.load(tmp_path)

@@ -85,8 +85,11 @@ class BM25Index:
 
         index = BM25Index(ids, cfg)
         tokens = [index.analyzer(t) for t in texts]
+        # the vocabulary numbered in sorted order (bm25s would number it in set order, which the process's hash
+        # seed shuffles): a rebuild writes the same index bytes in any process
+        vocab = {t: i for i, t in enumerate(sorted({t for doc in tokens for t in doc}))}
         retriever = bm25s.BM25(method=cfg.method, k1=cfg.k1, b=cfg.b)
-        retriever.index(tokens, show_progress=False)
+        retriever.index(([[vocab[t] for t in doc] for doc in tokens], vocab), show_progress=False)
         index.retriever = retriever
         return index
 
