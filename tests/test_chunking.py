@@ -262,3 +262,43 @@ def test_bad_settings_raise(max_tokens: int, overlap: int, tokenizer) -> None:
 def test_smallest_valid_settings(tokenizer) -> None:
     chunks = chunk_documents(["a"], ["t"], ["one two three " * 20], tokenizer, 16, 7)
     assert len(chunks) > 1 and chunks["n_tokens"].max() <= 16
+
+
+# ---------------------------------------------------------------- the stage's tokenizer
+
+
+ODD = ["Ünïcödé accents and ligatures ﬁ", "emoji 🧬🦠 only", "中文 混合 English 日本語", "tab\tand\nnewlines\r\n",
+       "x" * 2000, "IL-6 (interleukin-6) and TNF-α/β at 10⁻⁶ M", ""]
+
+
+def test_the_stage_tokenizer_chunks_exactly_as_transformers_does(scifact_sample: pd.DataFrame, tokenizer) -> None:
+    """The chunk stage measures chunks with tokenizer.json run by `tokenizers` alone (no transformers import):
+    on 300 SciFact documents and odd texts, every setting, the same chunks, byte for byte, as transformers'
+    fast tokenizer. The file's own truncation (128) and padding must be off, or long documents would be cut."""
+    from ragops.data.chunking import load_chunk_tokenizer
+
+    rust = load_chunk_tokenizer("all-MiniLM-L6-v2")
+    assert not hasattr(rust, "save_pretrained")  # really the tokenizers library, not transformers
+    df = scifact_sample
+    ids = [*df["doc_id"], *(f"odd{i}" for i in range(len(ODD)))]
+    titles, texts = [*df["title"], *ODD], [*df["text"], *ODD[::-1]]
+    for max_tokens, overlap in SETTINGS:
+        ours = chunk_documents(ids, titles, texts, rust, max_tokens, overlap)
+        theirs = chunk_documents(ids, titles, texts, tokenizer, max_tokens, overlap)
+        pd.testing.assert_frame_equal(ours, theirs)
+    assert ours["n_tokens"].max() == 32 and len(ours) > 3 * len(ids)
+
+
+def test_a_model_without_tokenizer_json_falls_back_to_transformers(tmp_path) -> None:
+    import shutil
+
+    from ragops.data.chunking import load_chunk_tokenizer
+    from ragops.encode.models import resolve_model
+
+    folder = tmp_path / "model"
+    shutil.copytree(resolve_model("all-MiniLM-L6-v2"), folder, ignore=shutil.ignore_patterns("tokenizer.json"))
+    slow_only = load_chunk_tokenizer(str(folder))
+    assert hasattr(slow_only, "save_pretrained")
+    chunks = chunk_documents(["a"], ["A title"], ["one two three " * 40], slow_only, 32, 8)
+    ours = chunk_documents(["a"], ["A title"], ["one two three " * 40], load_chunk_tokenizer("all-MiniLM-L6-v2"), 32, 8)
+    pd.testing.assert_frame_equal(chunks, ours)

@@ -13,6 +13,35 @@ from ragops.errors import ConfigError
 SPECIAL_TOKENS = 2
 
 
+def load_chunk_tokenizer(model: str):
+    """The tokenizer chunks are measured with: the model folder's ``tokenizer.json`` run by the ``tokenizers``
+    library alone, the file's own truncation and padding turned off (a chunk needs every token of its document).
+    transformers' fast tokenizer runs the same Rust tokenizer over the same file, but importing transformers costs
+    a chunk run ~2.5 s; the ONNX encoders read this very file too (ragops.encode.tokenize). A model folder
+    without ``tokenizer.json`` (a slow tokenizer only) falls back to transformers' AutoTokenizer."""
+    from ragops.encode.models import load_tokenizer, resolve_model
+
+    path = resolve_model(model) / "tokenizer.json"
+    if not path.is_file():
+        return load_tokenizer(model)
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def _offsets(tokenizer, texts: list[str]) -> tuple[list, list]:
+    """(offsets, word ids) of every text, no special tokens: a ``tokenizers.Tokenizer`` or a Hugging Face fast
+    tokenizer (the same numbers: tests/test_chunking.py)."""
+    if hasattr(tokenizer, "encode_batch"):
+        encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
+        return [e.offsets for e in encodings], [e.word_ids for e in encodings]
+    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    return enc["offset_mapping"], [enc.word_ids(i) for i in range(len(texts))]
+
+
 def _windows(word_ids: list[int | None], budget: int, overlap: int) -> list[tuple[int, int]]:
     """Token windows [start, end) of at most ``budget`` tokens, each starting ``overlap`` tokens
     before the previous end, never splitting a word between windows when it can be avoided."""
@@ -77,7 +106,8 @@ def chunk_documents(
     fill every dense candidate slot. ``report``, when given, receives the ids either rule touched
     (``empty``, ``capped``).
 
-    ``tokenizer`` is a Hugging Face fast tokenizer (it gives offsets and word ids).
+    ``tokenizer`` gives offsets and word ids: a ``tokenizers.Tokenizer`` (``load_chunk_tokenizer``) or a Hugging
+    Face fast tokenizer.
     Returns columns chunk_id (``doc_id#i``), doc_id, chunk_index, text, n_tokens.
     """
     if max_chunks < 0:
@@ -86,21 +116,21 @@ def chunk_documents(
         raise ConfigError(f"chunk.max_tokens must be at least 16, got {max_tokens}")
     if not 0 <= overlap < max_tokens // 2:
         raise ConfigError(f"chunk.overlap must be in [0, max_tokens/2), got {overlap}")
-    title_enc = tokenizer(list(titles), add_special_tokens=False, return_offsets_mapping=True)
-    body_enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    title_offsets, _ = _offsets(tokenizer, list(titles))
+    body_offsets, body_words = _offsets(tokenizer, list(texts))
     rows: list[tuple[str, str, int, str, int]] = []
     empty: list[str] = []
     capped: list[str] = []
     for i, doc_id in enumerate(doc_ids):
         title, text = titles[i], texts[i]
-        t_off = title_enc["offset_mapping"][i]
+        t_off = title_offsets[i]
         # A title may take at most half the budget; a longer one is cut on a token boundary.
         t_len = min(len(t_off), max_tokens // 2)
         title_part = title[: t_off[t_len - 1][1]] if t_len else ""
         budget = max_tokens - SPECIAL_TOKENS - t_len
         step_overlap = min(overlap, budget // 2)
-        offsets = body_enc["offset_mapping"][i]
-        word_ids = body_enc.word_ids(i)
+        offsets = body_offsets[i]
+        word_ids = body_words[i]
         if not (title or "").strip() and not (text or "").strip():
             empty.append(doc_id)
             continue

@@ -7,8 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from ragops.data.chunking import chunk_documents
-from ragops.encode.models import load_tokenizer
+from ragops.data.chunking import chunk_documents, load_chunk_tokenizer
 from ragops.io import write_parquet
 from ragops.timing import run_stage
 
@@ -21,7 +20,7 @@ def main(params: dict[str, Any]) -> None:
     ids, titles, texts = docs["doc_id"].tolist(), docs["title"].tolist(), docs["text"].tolist()
     max_chunks = int(cfg.get("max_chunks_per_doc", 0))
     report: dict[str, list[str]] = {}
-    tokenizer = load_tokenizer(params["embed"]["model"])
+    tokenizer = load_chunk_tokenizer(params["embed"]["model"])
     chunks = chunk_documents(ids, titles, texts, tokenizer, max_tokens=int(cfg["max_tokens"]),
                              overlap=int(cfg["overlap"]), max_chunks=max_chunks, report=report)
     empty, capped = report["empty"], report["capped"]
