@@ -30,6 +30,20 @@ def test_parse_dask() -> None:
         parse_dask("yes please")
 
 
+def test_no_dask_imports_no_distributed() -> None:
+    """`embed.dask: none` (the default) encodes in this process without importing distributed (~2 s a stage
+    process): only a cluster pays for it."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom ragops.encode.dask import open_encoder\n"
+            "with open_encoder('all-MiniLM-L6-v2', dask='none', backend='onnx-int8') as e:\n"
+            "    assert e.encode(['a text']).shape == (1, e.dim)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('distributed', 'dask')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_overlapped_keeps_later_blocks_queued_while_a_block_is_collected() -> None:
     events: list[tuple] = []
 

@@ -14,6 +14,9 @@ pieces queued that no worker waits (blocks overlap: there is no barrier between 
 each block's vectors in order. Each worker loads the model once (:class:`EncoderPlugin`) and checks
 that it is the same model as everyone else's. Only this process writes the cache (one writer), so
 the cache and its keys are exactly those of the single-process path.
+
+``distributed`` is imported only when a cluster is used (~2 s of a process): ``embed.dask: none``, the default,
+never pays it (tests/test_dask_embed.py).
 """
 
 from __future__ import annotations
@@ -27,8 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from distributed import Client, LocalCluster, get_worker
-from distributed.diagnostics.plugin import WorkerPlugin
 
 from ragops.errors import ConfigError
 
@@ -63,6 +64,8 @@ def parse_dask(value: str | None) -> DaskSpec | None:
 @contextlib.contextmanager
 def connect(spec: DaskSpec, timeout: float = 120.0) -> Iterator[Any]:
     """A ``distributed.Client`` for ``spec`` with at least one worker; closes what it started."""
+    from distributed import Client, LocalCluster
+
     if spec.address is not None:
         with Client(spec.address, timeout=timeout) as client:
             client.wait_for_workers(1, timeout=timeout)
@@ -77,27 +80,10 @@ def connect(spec: DaskSpec, timeout: float = 120.0) -> Iterator[Any]:
         yield client
 
 
-class EncoderPlugin(WorkerPlugin):
-    """Loads the model once per worker (``setup``); tasks find it under the plugin's name."""
-
-    def __init__(self, model: str, device: str, batch_size: int, backend: str = "torch",
-                 onnx_dir: str = "~/.cache/ragops/onnx") -> None:
-        self.model, self.device, self.batch_size = model, device, batch_size
-        self.backend, self.onnx_dir = backend, onnx_dir
-        self.encoder: Any = None
-
-    def setup(self, worker: Any) -> None:
-        from ragops.encode.encoder import Encoder
-
-        self.encoder = Encoder(self.model, device=self.device, batch_size=self.batch_size, backend=self.backend,
-                               onnx_dir=self.onnx_dir)
-
-    def teardown(self, worker: Any) -> None:
-        self.encoder = None
-
-
 def _encode_piece(name: str, texts: list[str]) -> np.ndarray:
     """Runs on a worker: the worker's model encodes ``texts``."""
+    from distributed import get_worker
+
     return get_worker().plugins[name].encoder.encode(texts)
 
 
@@ -133,6 +119,8 @@ class DaskEncoder:
         self.client = client
         self.batch_size = batch_size
         self.name = f"ragops-encoder-{uuid.uuid4().hex[:12]}"  # one per client: clients may share a cluster
+        from ragops.encode.dask_plugin import EncoderPlugin
+
         client.register_plugin(EncoderPlugin(model, device, batch_size, backend, onnx_dir), name=self.name)
         ids = client.run(_identity, self.name)
         if len(set(ids.values())) != 1:

@@ -26,7 +26,7 @@ def encode(texts: list[str], lengths: list[int], cfg: dict[str, Any]) -> tuple[n
     """Load the encoder (here or on Dask) and embed what the cache lacks; records the model's identity."""
     from tqdm import tqdm
 
-    from ragops.encode.dask import open_encoder  # imports dask.distributed: only when a model is loaded
+    from ragops.encode.dask import open_encoder
     from ragops.encode.encoder import EmbeddingCache, embed_with_cache
 
     backend = str(cfg.get("backend", "torch"))
