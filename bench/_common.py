@@ -15,8 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO / "reports" / "bench"
 DOC = REPO / "docs" / "benchmarks.md"
 # The built pipeline's outputs a benchmark reads in place (paths keys of params.yaml).
-BUILT_INPUTS = ("docs", "queries", "qrels", "chunks", "embeddings", "embed_stats", "faiss", "bm25", "metrics",
-                "per_query", "plots", "embedder", "embeddings_ft", "embed_stats_ft", "faiss_ft", "reranker",
+BUILT_INPUTS = ("docs", "queries", "qrels", "prepare_stats", "chunks", "embeddings", "embed_stats", "faiss", "bm25",
+                "metrics", "per_query", "plots", "embedder", "embeddings_ft", "embed_stats_ft", "faiss_ft", "reranker",
                 "grounding_model", "grounding_report", "rag_report", "sentences")
 
 
