@@ -1,14 +1,17 @@
-"""Time every DVC stage of a full build from scratch on SciFact, against raw model encoding.
+"""Time every DVC stage of a full build from scratch on SciFact: a clean clone of the commit, as `make repro` runs it.
 
-    python bench/stage_times.py [--mirror ../shared/datasets] [--skip-raw]
+    python bench/stage_times.py [--mirror ../shared/datasets] [--raw] [--incremental] [--keep]
 
-A temporary copy of the project gets an empty embedding cache, `ragops data fetch`, then each stage
-through `dvc repro --single-item` in DAG order, timed. Then, in the same run:
-- raw `SentenceTransformer.encode` over the same chunk texts (the model-bound floor; the embed stage
-  should run at >= 90% of its throughput);
+`git clone` of this repository's HEAD into a temporary folder (no outputs, no DVC cache, an empty embedding
+cache, its own MLflow store), `ragops data fetch`, then each stage through `dvc repro --single-item` in DAG
+order, timed; the stages import the clone's own `src` (PYTHONPATH), so the code measured is the commit's.
+Then, in the same run:
+- the build's metrics against the committed ones (this checkout's reports/metrics.json, checked against
+  the commit's dvc.lock): every quality figure equal, or the largest difference;
 - a second `dvc repro` with nothing changed (no stage may run);
-- a fusion-only change (only `evaluate` may run);
-- an incremental build after changing 1% of the documents (only their chunks are re-embedded).
+- a fusion-only change (only what reads fusion may run);
+- with --raw: raw `SentenceTransformer.encode` over the same chunk texts (the PyTorch floor);
+- with --incremental: a build after changing 1% of the documents (bench/incremental.py measures it too).
 Writes reports/bench/stage_times.json and the `stage_times` section of docs/benchmarks.md.
 """
 
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
+import math
 import shutil
 import subprocess
 import tempfile
@@ -26,28 +31,57 @@ from pathlib import Path
 import yaml
 from _common import REPO, machine, machine_line, python_env, write_result, write_section
 
-FILES = ["dvc.yaml", "params.yaml", "src", ".dvc/config", ".dvc/.gitignore", ".dvcignore",
-         "data/raw/scifact.dvc", "data/raw/.gitignore"]
+
+# Figures that measure the machine, not the pipeline: left out of the reproducibility comparison.
+def volatile(key: str) -> bool:
+    last = key.rsplit("/", 1)[-1]
+    return "latency" in last or "second" in last or "time" in last or last.endswith("_s")
 
 
 def sh(cmd: list[str], cwd: Path) -> tuple[float, str]:
+    env = {**python_env(), "PYTHONPATH": str(cwd / "src")}  # the clone's code, not this checkout's
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=python_env(), capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     return time.perf_counter() - t0, proc.stdout + proc.stderr
 
 
-def setup_project(root: Path, mirror: Path) -> None:
-    for name in FILES:
-        src, dst = REPO / name, root / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["embed"]["cache_dir"] = str(root / "embcache")
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(["git", "init", "-q"], root)
-    sh(["ragops", "data", "fetch", "--mirror", str(mirror)], root)
+def clone_project(root: Path) -> str:
+    """A clean clone of HEAD (what CI and a new user get); returns its commit."""
+    subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(REPO), str(root)], check=True)
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
+
+
+def compare_metrics(built: Path, root: Path) -> dict:
+    """The clone's metrics against this checkout's reports/metrics.json, used as the reference only when its
+    md5 is the one the clone's committed dvc.lock records (the checkout's outputs are the commit's)."""
+    ref = REPO / "reports/metrics.json"
+    lock = yaml.safe_load((root / "dvc.lock").read_text()) if (root / "dvc.lock").exists() else {}
+    locked = {o["path"]: o.get("md5") for s in lock.get("stages", {}).values() for o in s.get("outs", [])}
+    md5 = hashlib.md5(ref.read_bytes()).hexdigest() if ref.exists() else None
+    if md5 is None or locked.get("reports/metrics.json") != md5:
+        return {"reference": None, "why": "this checkout's reports/metrics.json is not the commit's"}
+    want = {k: v for k, v in flatten(json.loads(ref.read_text())).items() if not volatile(k)}
+    got = flatten(json.loads(built.read_text()))
+    diffs = {k: round(got[k] - v, 6) for k, v in want.items() if k in got and not math.isclose(got[k], v, abs_tol=0)}
+    missing = sorted(k for k in want if k not in got)
+    largest = sorted(diffs.items(), key=lambda kv: -abs(kv[1]))[:10]
+    return {"reference": "reports/metrics.json (md5 as in dvc.lock)", "compared": len(want), "equal": len(want)
+            - len(diffs) - len(missing), "missing": missing, "max_abs_diff": max(map(abs, diffs.values()), default=0.0),
+            "largest": dict(largest)}
 
 
 def raw_encode(root: Path) -> dict:
@@ -84,88 +118,121 @@ def change_one_percent(root: Path) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mirror", type=Path, default=REPO.parent / "shared" / "datasets")
-    ap.add_argument("--skip-raw", action="store_true", help="skip the raw-encode comparison")
+    ap.add_argument("--raw", action="store_true", help="also time raw SentenceTransformer.encode over the chunks")
+    ap.add_argument("--incremental", action="store_true", help="also rebuild after editing 1%% of the documents")
     ap.add_argument("--keep", action="store_true", help="keep the temporary project (its path is printed)")
     args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="ragops-bench-"))
-    print(f"project copy: {root}", flush=True)
+    root = Path(tempfile.mkdtemp(prefix="ragops-bench-")) / "project"
+    print(f"project clone: {root}", flush=True)
     try:
-        setup_project(root, args.mirror.resolve())
+        commit = clone_project(root)
+        fetch_s = round(sh(["ragops", "data", "fetch", "--mirror", str(args.mirror.resolve())], root)[0], 2)
         from ragops.orchestration import list_stages
         from ragops.timing import read_stage_times
         from ragops.training.artifacts import training_record
 
-        # The DAG as dvc.yaml has it when the bench runs (training stages included, if any).
-        stages = {s.name: round(sh(["dvc", "repro", "--single-item", s.name], root)[0], 2) for s in list_stages(root)}
+        stages = {}
+        for s in list_stages(root):  # the DAG as the commit's dvc.yaml has it, in dependency order
+            stages[s.name] = round(sh(["dvc", "repro", "--single-item", s.name], root)[0], 2)
+            print(f"{s.name}: {stages[s.name]:.1f} s", flush=True)
+        own = {k: round(v["seconds"], 2) for k, v in read_stage_times(root / ".cache/stage_times").items()}
         embed_stats = json.loads((root / "models/index/embed_stats.json").read_text())
-        raw = None if args.skip_raw else raw_encode(root)
+        reproduced = compare_metrics(root / "reports/metrics.json", root)
+        raw = raw_encode(root) if args.raw else None
         noop_s, noop_out = sh(["dvc", "repro"], root)
         params = yaml.safe_load((root / "params.yaml").read_text())
         params["fusion"]["alpha"] = round(1 - float(params["fusion"]["alpha"]), 2) or 0.4
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         fusion_s, fusion_out = sh(["dvc", "repro"], root)
-        trained = {m: training_record(root / f"models/{m}") for m in ("embedder", "reranker")}
-        n_changed = change_one_percent(root)
-        incr_s, incr_out = sh(["dvc", "repro"], root)
-        incr_stats = json.loads((root / "models/index/embed_stats.json").read_text())
-        incr_ran = [ln.split("'")[1] for ln in incr_out.splitlines() if "Running stage" in ln]
-        times = read_stage_times(root / ".cache/stage_times")
         result = {
             "machine": machine(),
+            "commit": commit,
+            "data_fetch_s": fetch_s,
             "stages_s": stages,
-            "full_build_s": round(sum(stages.values()), 2),
-            "non_embed_s": round(sum(v for k, v in stages.items() if k != "embed"), 2),
+            "stage_own_s": own,
+            "full_build_s": round(fetch_s + sum(stages.values()), 2),
+            "training_s": round(sum(v for k, v in stages.items() if k.startswith(("train_", "grounding"))), 2),
             "embed_stats": embed_stats,
+            "reproduced": reproduced,
             "raw_encode": raw,
             "embed_vs_raw_throughput": round(raw["seconds"] / stages["embed"], 3) if raw else None,
             "noop_repro_s": round(noop_s, 2),
             "noop_ran_stages": noop_out.count("Running stage"),
             "fusion_change_s": round(fusion_s, 2),
             "fusion_change_ran": [ln.split("'")[1] for ln in fusion_out.splitlines() if "Running stage" in ln],
-            "incremental": {"docs_changed": n_changed, "seconds": round(incr_s, 2), "ran": incr_ran,
-                            "stage_s": {s: times[s]["seconds"] for s in incr_ran if s in times},
-                            "models_kept": {m: training_record(root / f"models/{m}") == rec
-                                            for m, rec in trained.items()},
-                            "fraction_of_full": round(incr_s / sum(stages.values()), 3),
-                            "chunks_encoded": incr_stats["encoded"], "chunks_total": incr_stats["total"]},
+            "incremental": None,
         }
-        write_result("stage_times", result)
+        write_result("stage_times", result)  # kept even if the optional part below fails
+        if args.incremental:
+            trained = {m: training_record(root / f"models/{m}") for m in ("embedder", "reranker")}
+            n_changed = change_one_percent(root)
+            incr_s, incr_out = sh(["dvc", "repro"], root)
+            incr_stats = json.loads((root / "models/index/embed_stats.json").read_text())
+            incr_ran = [ln.split("'")[1] for ln in incr_out.splitlines() if "Running stage" in ln]
+            times = read_stage_times(root / ".cache/stage_times")
+            result["incremental"] = {
+                "docs_changed": n_changed, "seconds": round(incr_s, 2), "ran": incr_ran,
+                "stage_s": {s: times[s]["seconds"] for s in incr_ran if s in times},
+                "models_kept": {m: training_record(root / f"models/{m}") == rec for m, rec in trained.items()},
+                "fraction_of_full": round(incr_s / result["full_build_s"], 3),
+                "chunks_encoded": incr_stats["encoded"], "chunks_total": incr_stats["total"]}
+            write_result("stage_times", result)
         write_section("stage_times", render(result))
         print(json.dumps(result, indent=2))
     finally:
         if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(root.parent, ignore_errors=True)
 
 
 def render(r: dict) -> str:
-    rows = "\n".join(f"| {s} | {t:.1f} |" for s, t in r["stages_s"].items())
+    own = r.get("stage_own_s", {})
+    rows = "\n".join(f"| {s} | {t:.1f} | {own[s]:.1f} |" if s in own else f"| {s} | {t:.1f} | |"
+                     for s, t in r["stages_s"].items())
     raw = r["raw_encode"]
-    raw_line = (f"Raw `SentenceTransformer.encode` over the same {raw['chunks']:,} chunks "
-                f"({raw['tokens']:,} tokens): {raw['seconds']:.1f} s; the embed stage ran at "
-                f"**{r['embed_vs_raw_throughput']:.0%}** of that throughput (stage time includes process "
-                "start, model load, cache writes).") if raw else "Raw encode: skipped."
-    inc = r["incremental"]
-    secs = inc.get("stage_s", {})
-    stage_list = ", ".join(f"{s} {secs.get(s, float('nan')):.1f}" for s in inc.get("ran", [])) or "n/a"
-    kept = ", ".join(f"{m} {'yes' if k else 'no'}" for m, k in inc.get("models_kept", {}).items()) or "n/a"
+    raw_line = (f"\n\nRaw `SentenceTransformer.encode` (PyTorch) over the same {raw['chunks']:,} chunks "
+                f"({raw['tokens']:,} tokens): {raw['seconds']:.1f} s; the embed stage "
+                f"({r['embed_stats'].get('backend', '?')}) "
+                f"ran at **{r['embed_vs_raw_throughput']:.0%}** of that throughput.") if raw else ""
+    rep = r["reproduced"]
+    if rep.get("reference"):
+        largest = ", ".join(f"{k} {v:+g}" for k, v in list(rep["largest"].items())[:5])
+        rep_line = (f"Against the committed metrics (reports/metrics.json of the commit, latency left out): "
+                    f"{rep['equal']} of {rep['compared']} figures equal"
+                    + ("." if rep["equal"] == rep["compared"] else
+                       f"; largest difference {rep['max_abs_diff']:g} ({largest})"
+                       + (f"; missing: {', '.join(rep['missing'])}" if rep["missing"] else "") + "."))
+    else:
+        rep_line = f"Not compared with committed metrics: {rep.get('why')}."
+    inc = r.get("incremental")
+    inc_line = ""
+    if inc:
+        secs = inc.get("stage_s", {})
+        stage_list = ", ".join(f"{s} {secs.get(s, float('nan')):.1f}" for s in inc.get("ran", [])) or "n/a"
+        kept = ", ".join(f"{m} {'yes' if k else 'no'}" for m, k in inc.get("models_kept", {}).items()) or "n/a"
+        inc_line = (f"\n- {inc['docs_changed']} documents (1%) edited: {inc['seconds']:.1f} s = "
+                    f"{inc['fraction_of_full']:.1%} of the full build; {inc['chunks_encoded']} of "
+                    f"{inc['chunks_total']:,} chunks re-embedded; stages re-run (seconds inside each): "
+                    f"{stage_list}. Trained models kept: {kept}.")
+    total = r["full_build_s"]
+    fusion_ran = ", ".join(r["fusion_change_ran"]) or "nothing"
     return f"""## Pipeline stages, full SciFact build from scratch (`python bench/stage_times.py`)
 
 {machine_line(r['machine'])}
 
-| stage | seconds |
-|---|---|
-{rows}
-| **total** | **{r['full_build_s']:.1f}** |
-| everything but embed | {r['non_embed_s']:.1f} |
+A clean `git clone` of commit {r['commit']}, `ragops data fetch` ({r['data_fetch_s']:.1f} s), then every stage by
+`dvc repro --single-item` in DAG order (wall seconds of the command; "inside": the stage's main function as it timed
+itself, without DVC's hashing and the process's start-up imports):
 
-{raw_line}
+| stage | seconds | inside |
+|---|---:|---:|
+{rows}
+| **total, fetch included** | **{total:.1f}** ({total / 60:.1f} min) | |
+| training stages (train_*, grounding*) | {r['training_s']:.1f} ({r['training_s'] / total:.0%}) | |
+
+{rep_line}{raw_line}
 
 - Second `dvc repro`, nothing changed: {r['noop_repro_s']:.1f} s, {r['noop_ran_stages']} stages run.
-- Fusion params changed: {r['fusion_change_s']:.1f} s, re-ran {', '.join(r['fusion_change_ran']) or 'nothing'}.
-- {inc['docs_changed']} documents (1%) edited: {inc['seconds']:.1f} s = {inc['fraction_of_full']:.1%} of the
-  full build; {inc['chunks_encoded']} of {inc['chunks_total']:,} chunks re-embedded (the rest from the cache);
-  stages re-run (seconds inside each): {stage_list}.
-  Trained models kept (`train.retrain: on_train_change`; training key unchanged): {kept}."""
+- Fusion params changed: {r['fusion_change_s']:.1f} s, re-ran {fusion_ran}.{inc_line}"""
 
 
 if __name__ == "__main__":
