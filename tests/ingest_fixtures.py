@@ -67,7 +67,7 @@ def write_docx(path: Path, blocks: Sequence[Block], title: str | None = None,
         document.sections[0].header.paragraphs[0].text = header
     for kind, text in blocks:
         if kind == "box":
-            document.paragraphs[-1]._p.append(_text_box_run(text))
+            document.paragraphs[-1]._p.append(text_box_run(text))
         elif kind == "p":
             document.add_paragraph(text)
         else:
@@ -83,7 +83,7 @@ def write_docx(path: Path, blocks: Sequence[Block], title: str | None = None,
     return path
 
 
-def _text_box_run(text: str):
+def text_box_run(text: str):
     """A w:r holding a text box as Word 2010+ saves it: mc:AlternateContent, a wps shape, a VML fallback."""
     from docx.oxml import parse_xml
 

@@ -61,14 +61,16 @@ def test_examples_pair_claims_with_rationales_and_their_negations() -> None:
     assert by[("Tea cures colds.", "Costs were high.")] == "NEI"
 
 
-def test_trained_scorer_saves_and_loads(fitted, claims, encoder) -> None:
+def test_trained_scorer_saves_and_loads(fitted, claims, encode) -> None:
     folder, saved, report = fitted
     sentences, _, test = claims
     assert (folder / CE_DIR / "head.safetensors").is_file()
     assert set(report["scorers"]) == {"lexical", "embedding", "trained", "lexical_baseline"}
     control = report["diagnostics"]["trained_wrong_evidence"]  # every claim against another's document
     assert control["n"] == len(test) and control["threshold"] == report["scorers"]["trained"]["threshold"]
-    scorer = load_scorer("trained", folder, encoder)
+    # the module's memo of the MiniLM (the fit encoded these sentences): the loaded scorer's own parts, the
+    # saved logistic model, stacker and cross-encoder, are what this reads back
+    scorer = load_scorer("trained", folder, encode)
     scores = scorer.score([p.claim for p in test], [pair_docs(p, sentences) for p in test])
     assert ((scores >= 0) & (scores <= 1)).all()
     assert report["scorers"]["trained"]["auroc"] > 0.6  # SUPPORT ranks above the rest on real claims

@@ -15,7 +15,16 @@ import time
 from pathlib import Path
 
 import pytest
-from ingest_fixtures import write_docx, write_html, write_image_pdf, write_jsonl, write_markdown, write_pdf, write_text
+from ingest_fixtures import (
+    text_box_run,
+    write_docx,
+    write_html,
+    write_image_pdf,
+    write_jsonl,
+    write_markdown,
+    write_pdf,
+    write_text,
+)
 
 from ragops.errors import ConfigError
 from ragops.ingest.formats import ConversionError, Doc, convert_file
@@ -103,6 +112,28 @@ def test_docx_headings_title_and_tables(tmp_path: Path) -> None:
     assert [s.heading for s in doc.sections] == ["Installation", "Upgrading"]
     assert at(doc, "Upgrading").startswith("Upgrading\n\nRun pip again") and doc.text.endswith("Port | 8000")
     assert one(write_docx(tmp_path / "t.docx", [("title", "Style Title"), *BLOCKS])).title == "Style Title"
+
+
+def test_docx_table_cells_are_read_whole(tmp_path: Path) -> None:
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("Ports by service.")
+    grid = document.add_table(rows=1, cols=2)
+    grid.cell(0, 0).text = "API"
+    outer = grid.cell(0, 1)
+    outer.text = "Listens on:"
+    inner = outer.add_table(rows=2, cols=2)
+    for r, row in enumerate([["http", "8000"], ["metrics", "9100"]]):
+        for c, value in enumerate(row):
+            inner.cell(r, c).text = value
+    outer.add_paragraph("Behind the proxy.")._p.append(text_box_run("Never expose 9100."))
+    document.save(str(tmp_path / "cells.docx"))
+    doc = one(tmp_path / "cells.docx")
+    # python-docx's cell.text has the cell's paragraphs only: the nested table and the box were lost. A table row
+    # is one block of text, so the lines inside a cell join with spaces.
+    assert doc.text == ("Ports by service.\n\nAPI | Listens on: http | 8000 metrics | 9100 Behind the proxy. "
+                        "Never expose 9100.")
 
 
 def test_html_drops_page_chrome_and_keeps_headings(tmp_path: Path) -> None:

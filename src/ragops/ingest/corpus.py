@@ -35,7 +35,8 @@ log = logging.getLogger("ragops.ingest")
 
 CORPUS, MANIFEST, SUMMARY = "corpus.jsonl", "manifest.jsonl", "summary.json"
 # Bump when a converter's output changes: the previous output's conversions are then not re-used.
-CONVERTER_VERSION = 3  # 2: PDF running heads and broken words, DOCX notes; 3: DOCX text boxes
+CONVERTER_VERSION = 4  # 2: PDF running heads and broken words, DOCX notes; 3: DOCX text boxes;
+# 4: DOCX table cells whole (nested tables, text boxes in cells)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ or last of most pages: a journal's name, "Page 3 of 10", a bare page number) is 
 at a line end ("infor-" / "mation") is joined, its hyphen kept where the document writes the word with one
 elsewhere ("state-of-the-art"), where the first part is already a compound, or where the second part starts
 with a capital or a digit. DOCX footnotes and endnotes are text too: they follow the body, under a "Notes"
-section; so is a text box (a call-out, a sidebar), read after the paragraph it is anchored in; a DOCX's page
-headers and footers are page furniture and are left out, like an HTML page's.
+section; so is a text box (a call-out, a sidebar), read after the paragraph it is anchored in, and a table cell
+is read whole (its paragraphs, their text boxes, a table nested in it); a DOCX's page headers and footers are
+page furniture and are left out, like an HTML page's, and so are reviewers' comments.
 """
 
 from __future__ import annotations
@@ -198,9 +199,24 @@ def _unique_cells(row) -> list[str]:
     cells, last = [], None
     for cell in row.cells:
         if cell._tc is not last:
-            cells.append(cell.text)
+            cells.append(_cell_text(cell))
         last = cell._tc
     return cells
+
+
+def _cell_text(cell) -> str:
+    """Everything a cell holds, in order: its paragraphs with the text boxes anchored in them, and a table nested
+    in it row by row (python-docx's ``cell.text`` has the paragraphs alone)."""
+    from docx.table import Table
+
+    lines: list[str] = []
+    for block in cell.iter_inner_content():
+        if isinstance(block, Table):
+            lines.extend(" | ".join(_unique_cells(row)) for row in block.rows)
+        else:
+            lines.append(block.text)
+            lines.extend(_text_boxes(block._p))
+    return "\n".join(lines)
 
 
 _DROP = ["script", "style", "noscript", "template", "nav", "head"]
