@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ragops.cli.ask import ask_command
+from ragops.cli.cache import cache_app, prune_command
 from ragops.cli.gate import gate_command
 from ragops.cli.ingest import ingest_command
 from ragops.cli.judge import judge_command
@@ -34,6 +35,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Obtain and check the raw data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(cache_app, name="cache")
 console = Console()
 err = Console(stderr=True)
 
@@ -283,6 +285,7 @@ app.command("models")(friendly(models_command))
 app.command("promote")(friendly(promote_command))
 app.command("generate-questions")(friendly(generate_questions_command))
 app.command("judge")(friendly(judge_command))
+cache_app.command("prune")(friendly(prune_command))
 
 
 def main() -> None:  # pragma: no cover - entry point

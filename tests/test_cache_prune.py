@@ -1,0 +1,128 @@
+"""`ragops cache prune`: the embedding cache keeps exactly the vectors the built outputs read (the chunks under
+the embed and embed_ft model ids, the answer sentences under the sentence store's), in one segment per folder;
+a stale model's folder goes; a dry run changes nothing; nothing built is a one-line error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from typer.testing import CliRunner
+
+from ragops.answer.vectors import sentence_texts
+from ragops.cli.main import app
+from ragops.encode.encoder import EmbeddingCache, cache_keys
+from ragops.encode.prune import live_texts, prune
+from ragops.io import write_json
+
+BASE = "a" * 64 + ":256:onnx-int8.1"
+BASE_TORCH = "a" * 64 + ":256"  # the same weights under the other backend: its folder, other keys
+TUNED = "b" * 64 + ":256:onnx-int8.1"
+OLD = "c" * 64 + ":256:onnx-int8.1"  # an earlier fine-tuned model
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fill(root: Path, model_id: str, texts: list[str], blocks: int = 2) -> dict[bytes, np.ndarray]:
+    cache = EmbeddingCache(root, model_id)
+    texts = list(dict.fromkeys(texts))  # a chunk may also be a sentence: one vector per text, as a build has
+    keys = cache_keys(model_id, texts)
+    vecs = np.random.default_rng(len(texts)).standard_normal((len(texts), 4)).astype(np.float32)
+    for part in np.array_split(np.arange(len(texts)), blocks):
+        cache.add(keys[part], vecs[part])
+    return dict(zip(keys.tolist(), vecs, strict=True))
+
+
+def project(tmp_path: Path) -> dict:
+    """A built project's files that prune reads, and a cache with live and stale vectors."""
+    chunks = ["Aspirin lowers fever.", "Statins lower cholesterol."]
+    docs = pd.DataFrame({"title": ["Fever", "Lipids"], "text": ["Aspirin lowers fever. It was a trial.",
+                                                               "BACKGROUND: Statins lower cholesterol."]})
+    paths = {"chunks": tmp_path / "chunks.parquet", "docs": tmp_path / "docs.parquet", "sentences": tmp_path / "sent",
+             "embed_stats": tmp_path / "stats.json", "embed_stats_ft": tmp_path / "stats_ft.json"}
+    pd.DataFrame({"text": chunks}).to_parquet(paths["chunks"])
+    docs.to_parquet(paths["docs"])
+    write_json(paths["embed_stats"], {"model_id": BASE})
+    write_json(paths["embed_stats_ft"], {"model_id": TUNED})
+    paths["sentences"].mkdir()
+    write_json(paths["sentences"] / "meta.json", {"model_id": BASE, "count": 0})
+    cache = tmp_path / "cache"
+    sentences = sentence_texts(docs["title"], docs["text"])
+    live = {**fill(cache, BASE, chunks + sentences + ["An edited chunk's old text."], blocks=3),
+            **fill(cache, TUNED, chunks)}
+    fill(cache, BASE_TORCH, chunks)
+    fill(cache, OLD, chunks)
+    (cache / "identities").mkdir()
+    (cache / "identities" / "x.json").write_text("{}")
+    stale = cache_keys(BASE, ["An edited chunk's old text."])[0]
+    del live[stale]
+    return {"paths": {k: str(v) for k, v in paths.items()}, "cache": cache, "live": live, "stale": stale,
+            "chunks": chunks, "sentences": sentences}
+
+
+def listing(folder: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def test_prune_keeps_what_the_outputs_read_and_drops_the_rest(tmp_path: Path) -> None:
+    p = project(tmp_path)
+    params = {"paths": p["paths"]}
+    live = live_texts(params)
+    assert set(live) == {BASE, TUNED} and live[TUNED] == p["chunks"]
+    assert sorted(live[BASE]) == sorted(p["chunks"] + p["sentences"])
+    before = listing(p["cache"])
+    dry = prune(p["cache"], live, dry_run=True)
+    assert listing(p["cache"]) == before  # a dry run writes nothing
+    assert dry.removed_folders == [OLD[:16]] and dry.compacted_folders == [BASE[:16], TUNED[:16]]
+    # dropped: the old model's 2, the torch backend's 2 and one edited chunk's old vector in the shared folder
+    assert (dry.vectors_kept, dry.vectors_dropped) == (len(p["live"]), 5)
+
+    done = prune(p["cache"], live)
+    assert (done.removed_folders, done.compacted_folders) == (dry.removed_folders, dry.compacted_folders)
+    assert (done.vectors_kept, done.vectors_dropped) == (dry.vectors_kept, dry.vectors_dropped)
+    assert done.bytes_after < done.bytes_before
+    assert not (p["cache"] / OLD[:16]).exists() and (p["cache"] / "identities" / "x.json").is_file()
+    for model_id in (BASE, TUNED):
+        folder = p["cache"] / model_id[:16]
+        assert len(list(folder.glob("seg-*.keys.npy"))) == 1 and len(list(folder.iterdir())) == 2
+        cache = EmbeddingCache(p["cache"], model_id)
+        keys = cache_keys(model_id, live[model_id])
+        assert all(k in cache for k in keys.tolist())  # the next build encodes nothing
+        np.testing.assert_array_equal(cache.get(keys, 4), np.stack([p["live"][k] for k in keys.tolist()]))
+    assert p["stale"] not in EmbeddingCache(p["cache"], BASE)
+    assert not any(k in EmbeddingCache(p["cache"], BASE_TORCH) for k in cache_keys(BASE_TORCH, p["chunks"]).tolist())
+
+    again = prune(p["cache"], live)  # nothing left to do
+    assert (again.removed_folders, again.compacted_folders, again.vectors_dropped) == ([], [], 0)
+    assert again.bytes_after == again.bytes_before == done.bytes_after
+
+
+def test_a_damaged_segment_is_dropped_and_its_live_texts_encoded_again(tmp_path: Path) -> None:
+    p = project(tmp_path)
+    folder = p["cache"] / TUNED[:16]
+    first = sorted(folder.glob("seg-*.vecs.npy"))[0]
+    first.write_bytes(b"not an array")
+    report = prune(p["cache"], live_texts({"paths": p["paths"]}))
+    assert TUNED[:16] in report.compacted_folders
+    assert not list(folder.glob("*.damaged")) and len(list(folder.iterdir())) == 2
+    cache = EmbeddingCache(p["cache"], TUNED)
+    assert 0 < len(cache) < len(p["chunks"])  # the damaged block's text is missing: the next embed encodes it
+
+
+def test_cli_prunes_by_params_and_nothing_built_is_one_line(tmp_path: Path) -> None:
+    p = project(tmp_path)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["paths"].update(p["paths"])
+    params["embed"]["cache_dir"] = str(p["cache"])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    runner = CliRunner()
+    out = runner.invoke(app, ["cache", "prune", "--dry-run", "--params", str(tmp_path / "params.yaml")])
+    assert out.exit_code == 0, out.output
+    assert f"{len(p['live']):,} vectors kept, 5 dropped; would free" in " ".join(out.output.split())
+    assert (p["cache"] / OLD[:16]).exists()
+    out = runner.invoke(app, ["cache", "prune", "--params", str(tmp_path / "params.yaml")])
+    assert out.exit_code == 0 and f"removed {OLD[:16]}/" in out.output and not (p["cache"] / OLD[:16]).exists()
+    Path(p["paths"]["embed_stats"]).unlink()
+    out = runner.invoke(app, ["cache", "prune", "--params", str(tmp_path / "params.yaml")])
+    assert out.exit_code == 2 and "nothing is built" in out.output and "Traceback" not in out.output
