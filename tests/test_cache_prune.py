@@ -1,9 +1,12 @@
 """`ragops cache prune`: the embedding cache keeps exactly the vectors the built outputs read (the chunks under
 the embed and embed_ft model ids, the answer sentences under the sentence store's), in one segment per folder;
-a stale model's folder goes; a dry run changes nothing; nothing built is a one-line error."""
+a stale model's folder goes; a dry run changes nothing; nothing built is a one-line error; a running `dvc repro`
+(DVC's lock of the project held) makes it refuse and change nothing."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +64,14 @@ def project(tmp_path: Path) -> dict:
             "chunks": chunks, "sentences": sentences}
 
 
+def write_params(tmp_path: Path, p: dict) -> None:
+    """The project's params.yaml with the built files and the cache of :func:`project`."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["paths"].update(p["paths"])
+    params["embed"]["cache_dir"] = str(p["cache"])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+
+
 def listing(folder: Path) -> dict[str, bytes]:
     return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
 
@@ -112,10 +123,7 @@ def test_a_damaged_segment_is_dropped_and_its_live_texts_encoded_again(tmp_path:
 
 def test_cli_prunes_by_params_and_nothing_built_is_one_line(tmp_path: Path) -> None:
     p = project(tmp_path)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["paths"].update(p["paths"])
-    params["embed"]["cache_dir"] = str(p["cache"])
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_params(tmp_path, p)
     runner = CliRunner()
     out = runner.invoke(app, ["cache", "prune", "--dry-run", "--params", str(tmp_path / "params.yaml")])
     assert out.exit_code == 0, out.output
@@ -126,3 +134,31 @@ def test_cli_prunes_by_params_and_nothing_built_is_one_line(tmp_path: Path) -> N
     Path(p["paths"]["embed_stats"]).unlink()
     out = runner.invoke(app, ["cache", "prune", "--params", str(tmp_path / "params.yaml")])
     assert out.exit_code == 2 and "nothing is built" in out.output and "Traceback" not in out.output
+
+
+def test_cli_refuses_while_a_dvc_command_holds_the_project(tmp_path: Path) -> None:
+    p = project(tmp_path)
+    write_params(tmp_path, p)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    # another process holds DVC's repo lock, as `dvc repro` does for its whole run
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from dvc.repo import Repo; "
+                               f"r = Repo({str(tmp_path)!r}); r.lock.lock(); print('held', flush=True); "
+                               "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = listing(p["cache"])
+        runner = CliRunner()
+        out = runner.invoke(app, ["cache", "prune", "--params", str(tmp_path / "params.yaml")])
+        text = " ".join(out.output.split())
+        assert out.exit_code == 2 and "a DVC command is running in this project" in text, out.output
+        assert f"process {holder.pid}" in text and "Traceback" not in out.output
+        assert listing(p["cache"]) == before  # nothing pruned
+        dry = runner.invoke(app, ["cache", "prune", "--dry-run", "--params", str(tmp_path / "params.yaml")])
+        assert dry.exit_code == 0 and "would free" in dry.output  # reading does not need the lock
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    out = runner.invoke(app, ["cache", "prune", "--params", str(tmp_path / "params.yaml")])
+    assert out.exit_code == 0 and f"removed {OLD[:16]}/" in out.output and not (p["cache"] / OLD[:16]).exists()
+    relock = subprocess.run([sys.executable, "-c", f"from dvc.repo import Repo; Repo({str(tmp_path)!r}).lock.lock()"])
+    assert relock.returncode == 0  # prune released the lock it took

@@ -3,6 +3,8 @@ Registered in ragops.cli.main (which turns RagopsError into one line) as `cache 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -13,18 +15,50 @@ console = Console()
 cache_app = typer.Typer(help="Look after the embedding cache (embed.cache_dir).", no_args_is_help=True)
 
 
+@contextlib.contextmanager
+def no_build_running(root: Path) -> Iterator[None]:
+    """Hold DVC's lock of the project at ``root`` while the cache is pruned: every `dvc repro` holds it (the
+    Prefect flow's too), so no stage reads a folder being compacted. Outside a DVC project there is none."""
+    if not (root / ".dvc").is_dir():
+        yield
+        return
+    from dvc.lock import LockError
+    from dvc.repo import Repo
+
+    from ragops.errors import RagopsError
+
+    repo = Repo(str(root))
+    try:
+        try:
+            repo.lock.lock()  # a few retries over ~3 s, then LockError
+        except LockError:
+            lock_file = root / ".dvc" / "tmp" / "lock"
+            holder = lock_file.read_text(errors="replace").strip() if lock_file.is_file() else ""
+            raise RagopsError(f"{lock_file}: a DVC command is running in this project"
+                              f"{f' (process {holder})' if holder else ''}; prune the cache when it has "
+                              "finished (`--dry-run` reads only and does not wait)") from None
+        try:
+            yield
+        finally:
+            repo.lock.unlock()
+    finally:
+        repo.close()
+
+
 def prune_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would go; change nothing")] = False,
     params_file: Annotated[Path, typer.Option("--params", help="params file to read.")] = Path("params.yaml"),
 ) -> None:
     """Drop the vectors no built output reads: old embedders' folders, edited chunks' and sentences' old vectors,
-    another backend's. The next `dvc repro` that changes nothing still encodes nothing. Run it between builds."""
+    another backend's. The next `dvc repro` that changes nothing still encodes nothing. It refuses to run while a
+    `dvc repro` holds the project (DVC's own lock), and holds that lock itself while it prunes."""
     from ragops.config import load_params
     from ragops.encode.prune import live_texts, prune
 
     params = load_params(params_file)
     cache_dir = Path(params["embed"]["cache_dir"])
-    r = prune(cache_dir, live_texts(params), dry_run=dry_run)
+    with contextlib.nullcontext() if dry_run else no_build_running(params_file.resolve().parent):
+        r = prune(cache_dir, live_texts(params), dry_run=dry_run)
     verb = "would free" if dry_run else "freed"
     console.print(f"{cache_dir}: {r.vectors_kept:,} vectors kept, {r.vectors_dropped:,} dropped; {verb} "
                   f"{(r.bytes_before - r.bytes_after) / 1e6:.1f} MB ({r.bytes_before / 1e6:.1f} -> "

@@ -7,8 +7,9 @@ other backend's. Pruning keeps exactly what the current outputs were built from 
 (its ``meta.json``) — so the next ``dvc repro`` that changes nothing still encodes nothing.
 
 Crash-safe: a kept folder's live vectors are first written as one new segment (atomically, as the cache writes
-any segment), only then are its old segments deleted; an interruption leaves duplicates, never a loss. Run it
-when no build is running: a stage that is reading a folder being compacted would encode again what it missed.
+any segment), only then are its old segments deleted; an interruption leaves duplicates, never a loss. Not
+while a build runs (a stage reading a folder being compacted would encode again what it missed): `ragops cache
+prune` holds DVC's lock of the project, and refuses while a `dvc repro` holds it (ragops.cli.cache).
 """
 
 from __future__ import annotations
