@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
+import dvc.repo  # noqa: F401  imported here, not first inside CliRunner: dvc binds its log handler to the
+import numpy as np  # sys.stdout of its first import, and CliRunner's is closed after the call (later tests log)
 import pandas as pd
 import yaml
 from typer.testing import CliRunner
