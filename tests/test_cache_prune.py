@@ -9,8 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dvc.repo  # noqa: F401  imported here, not first inside CliRunner: dvc binds its log handler to the
-import numpy as np  # sys.stdout of its first import, and CliRunner's is closed after the call (later tests log)
+# dvc binds its log handler to the sys.stdout of its first import: imported here, not first inside a CliRunner
+# call whose stdout is closed afterwards (later tests on the worker log through dvc)
+import dvc.repo  # noqa: F401
+import numpy as np
 import pandas as pd
 import yaml
 from typer.testing import CliRunner
@@ -142,7 +144,7 @@ def test_cli_refuses_while_a_dvc_command_holds_the_project(tmp_path: Path) -> No
     write_params(tmp_path, p)
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
     # another process holds DVC's repo lock, as `dvc repro` does for its whole run
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from dvc.repo import Repo; "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from dvc.repo import Repo; "
                                f"r = Repo({str(tmp_path)!r}); r.lock.lock(); print('held', flush=True); "
                                "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

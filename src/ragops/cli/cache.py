@@ -27,12 +27,11 @@ def no_build_running(root: Path) -> Iterator[None]:
 
     from ragops.errors import RagopsError
 
-    repo = Repo(str(root))
-    try:
+    with contextlib.closing(Repo(str(root))) as repo:
         try:
             repo.lock.lock()  # a few retries over ~3 s, then LockError
         except LockError:
-            lock_file = root / ".dvc" / "tmp" / "lock"
+            lock_file = Path(repo.lock.files[0])
             holder = lock_file.read_text(errors="replace").strip() if lock_file.is_file() else ""
             raise RagopsError(f"{lock_file}: a DVC command is running in this project"
                               f"{f' (process {holder})' if holder else ''}; prune the cache when it has "
@@ -41,8 +40,6 @@ def no_build_running(root: Path) -> Iterator[None]:
             yield
         finally:
             repo.lock.unlock()
-    finally:
-        repo.close()
 
 
 def prune_command(
