@@ -138,3 +138,27 @@ def test_stage_writes_a_marker_when_it_has_nothing_to_learn(tmp_path: Path, enab
     assert not is_trained(tmp_path / "model")
     reason = read_json(tmp_path / "report.json")["reason"]
     assert reason == ("no files in " + str(tmp_path / "nli") if enabled else "grounding.pretrain.enabled is false")
+
+
+def test_stage_skips_pretraining_without_labelled_claims(mirror: Path, tmp_path: Path):
+    """The nli/ pairs are there but the data set has no labelled claims (prepare's copy lacks claims_train):
+    the grounding stage would fit no scorer, so nothing is pretrained; the reason names the missing file."""
+    from ragops.config import load_params
+    from ragops.io import read_json
+    from ragops.stages import grounding_pretrain
+    from ragops.training.artifacts import is_trained
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    nli, claims = tmp_path / "nli", tmp_path / "claims"
+    shutil.copytree(mirror.parent / "nli", nli)
+    claims.mkdir()
+    for name in ("claims_dev.csv", "corpus_sentences.jsonl.gz"):  # everything but the training claims
+        shutil.copy2(mirror / name, claims / name)
+    params["grounding"]["pretrain"]["data"] = str(nli)
+    params["paths"].update(claims=str(claims), grounding_pretrained=str(tmp_path / "model"),
+                           grounding_pretrain_report=str(tmp_path / "report.json"))
+    grounding_pretrain.main(params)
+    assert not is_trained(tmp_path / "model")
+    report = read_json(tmp_path / "report.json")
+    assert report == {"trained": False, "reason": f"no labelled claims to fine-tune on ({claims / 'claims_train.csv'} "
+                                                  "not found)"}

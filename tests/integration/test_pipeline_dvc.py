@@ -139,6 +139,9 @@ def test_another_beir_folder_without_train_data(mirror_root: Path, tmp_path: Pat
     for model in ("embedder", "reranker"):
         marker = json.loads((built_project / f"models/{model}/training.json").read_text())
         assert marker == {"trained": False, "reason": "no train judgments in the dataset"}
+    # nor is the grounding cross-encoder pretrained (the nli/ pairs are here): no labelled claims to fine-tune it on
+    pretrain = json.loads((built_project / "reports/grounding_pretrain.json").read_text())
+    assert pretrain["trained"] is False and pretrain["reason"].startswith("no labelled claims"), pretrain
     assert set(metrics["test"]) == {"bm25", "dense", "hybrid"}
     summary = json.loads((built_project / "reports/registry.json").read_text())
     assert summary["served_mode"] == "hybrid" and "no dev judgments to choose on" in summary["served_mode_reason"]

@@ -4,7 +4,9 @@
 Reads the copy ``ragops data fetch`` placed (``grounding.pretrain.data``, hash-checked then, DVC-tracked since).
 The model is kept while its training key (settings, data files, code) is unchanged, like the retrieval
 models. With ``grounding.pretrain.enabled: false``, or without the data folder, it writes only a marker and
-the `grounding` stage starts from the plain MiniLM.
+the `grounding` stage starts from the plain MiniLM. Without labelled claims to fine-tune on (prepare's copy
+lacks ``grounding.train_file``, ``eval_file`` or ``sentences_file``: a team's own documents, most BEIR folders)
+the `grounding` stage trains no scorer, so nothing would read the model: it writes only a marker too.
 """
 
 from __future__ import annotations
@@ -48,9 +50,14 @@ def main(params: dict[str, Any]) -> None:
     pre, paths = params["grounding"]["pretrain"], params["paths"]
     out, report = paths["grounding_pretrained"], paths["grounding_pretrain_report"]
     folder = Path(pre["data"])
-    if not pre["enabled"] or not folder.is_dir() or not data_files(folder):
-        reason = "grounding.pretrain.enabled is false" if not pre["enabled"] else f"no files in {folder}"
-        log.info("grounding_pretrain: %s; the grounding stage starts from %s", reason, params["embed"]["model"])
+    claims = [Path(paths["claims"]) / params["grounding"][k] for k in ("train_file", "eval_file", "sentences_file")]
+    unlabelled = [str(p) for p in claims if not p.is_file()]  # the grounding stage's own test: no claims, no scorer
+    if not pre["enabled"] or not folder.is_dir() or not data_files(folder) or unlabelled:
+        reason = ("grounding.pretrain.enabled is false" if not pre["enabled"]
+                  else f"no files in {folder}" if not folder.is_dir() or not data_files(folder)
+                  else f"no labelled claims to fine-tune on ({', '.join(unlabelled)} not found)")
+        log.info("grounding_pretrain: %s; %s", reason, "no model trained" if unlabelled and pre["enabled"]
+                 else f"the grounding stage starts from {params['embed']['model']}")
         write_skipped(out, reason)
         write_json(report, {"trained": False, "reason": reason})
         return
