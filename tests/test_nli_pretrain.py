@@ -144,7 +144,7 @@ def test_stage_skips_pretraining_without_labelled_claims(mirror: Path, tmp_path:
     """The nli/ pairs are there but the data set has no labelled claims (prepare's copy lacks claims_train):
     the grounding stage would fit no scorer, so nothing is pretrained; the reason names the missing file."""
     from ragops.config import load_params
-    from ragops.io import read_json
+    from ragops.io import read_json, write_json
     from ragops.stages import grounding_pretrain
     from ragops.training.artifacts import is_trained
 
@@ -162,3 +162,13 @@ def test_stage_skips_pretraining_without_labelled_claims(mirror: Path, tmp_path:
     report = read_json(tmp_path / "report.json")
     assert report == {"trained": False, "reason": f"no labelled claims to fine-tune on ({claims / 'claims_train.csv'} "
                                                   "not found)"}
+    # A model trained under the same key (the data set had claims before) is kept, unused, for when they return
+    # (a stand-in folder with the marker the stage writes: training for real is test_short_pretraining's job);
+    # one trained under another key is not.
+    for key, kept in ((grounding_pretrain.training_key(params), True), ("another", False)):
+        shutil.rmtree(tmp_path / "model")
+        (tmp_path / "model").mkdir()
+        write_json(tmp_path / "model" / "training.json", {"trained": True, "train_key": key})
+        (tmp_path / "model" / "weights").write_text("w")
+        grounding_pretrain.main(params)
+        assert is_trained(tmp_path / "model") is kept and (tmp_path / "model" / "weights").exists() is kept, key

@@ -6,7 +6,9 @@ The model is kept while its training key (settings, data files, code) is unchang
 models. With ``grounding.pretrain.enabled: false``, or without the data folder, it writes only a marker and
 the `grounding` stage starts from the plain MiniLM. Without labelled claims to fine-tune on (prepare's copy
 lacks ``grounding.train_file``, ``eval_file`` or ``sentences_file``: a team's own documents, most BEIR folders)
-the `grounding` stage trains no scorer, so nothing would read the model: it writes only a marker too.
+the `grounding` stage trains no scorer, so nothing would read a new model: it trains none and writes only a
+marker, unless a model trained under the same key is already there, which it keeps for when the claims return
+(a switch of ``data.source`` and back costs no pretraining; DVC's run cache does not restore persisted outputs).
 """
 
 from __future__ import annotations
@@ -46,33 +48,54 @@ def data_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
+def training_key(params: dict[str, Any]) -> str:
+    """The model's training key: its settings (``grounding.pretrain`` but the folder, the cross-encoder's), the
+    data files and the training code."""
+    pre, cfg = params["grounding"]["pretrain"], config(params)
+    settings = {"pretrain": {k: v for k, v in pre.items() if k != "data"}, "seed": cfg.seed,
+                "cross_encoder": cfg.cross_encoder.__dict__, "embed_model": params["embed"]["model"]}
+    return content_key(settings, data_files(Path(pre["data"])), CODE)
+
+
+def unlabelled(params: dict[str, Any]) -> list[str]:
+    """prepare's copies of the labelled claims that are missing: any, and the grounding stage fits no scorer."""
+    g, folder = params["grounding"], Path(params["paths"]["claims"])
+    return [str(folder / g[k]) for k in ("train_file", "eval_file", "sentences_file") if not (folder / g[k]).is_file()]
+
+
+def skip(params: dict[str, Any], reason: str) -> None:
+    paths = params["paths"]
+    write_skipped(paths["grounding_pretrained"], reason)
+    write_json(paths["grounding_pretrain_report"], {"trained": False, "reason": reason})
+
+
 def main(params: dict[str, Any]) -> None:
     pre, paths = params["grounding"]["pretrain"], params["paths"]
     out, report = paths["grounding_pretrained"], paths["grounding_pretrain_report"]
     folder = Path(pre["data"])
-    claims = [Path(paths["claims"]) / params["grounding"][k] for k in ("train_file", "eval_file", "sentences_file")]
-    unlabelled = [str(p) for p in claims if not p.is_file()]  # the grounding stage's own test: no claims, no scorer
-    if not pre["enabled"] or not folder.is_dir() or not data_files(folder) or unlabelled:
-        reason = ("grounding.pretrain.enabled is false" if not pre["enabled"]
-                  else f"no files in {folder}" if not folder.is_dir() or not data_files(folder)
-                  else f"no labelled claims to fine-tune on ({', '.join(unlabelled)} not found)")
-        log.info("grounding_pretrain: %s; %s", reason, "no model trained" if unlabelled and pre["enabled"]
-                 else f"the grounding stage starts from {params['embed']['model']}")
-        write_skipped(out, reason)
-        write_json(report, {"trained": False, "reason": reason})
+    if not pre["enabled"] or not folder.is_dir() or not data_files(folder):
+        reason = "grounding.pretrain.enabled is false" if not pre["enabled"] else f"no files in {folder}"
+        log.info("grounding_pretrain: %s; the grounding stage starts from %s", reason, params["embed"]["model"])
+        skip(params, reason)
         return
-    cfg = config(params)
-    settings = {"pretrain": {k: v for k, v in pre.items() if k != "data"}, "seed": cfg.seed,
-                "cross_encoder": cfg.cross_encoder.__dict__, "embed_model": params["embed"]["model"]}
-    key = content_key(settings, data_files(folder), CODE)
-    if reusable(out, key, str(params["train"]["retrain"])):
+    key, policy = training_key(params), str(params["train"]["retrain"])
+    missing = unlabelled(params)
+    if missing:  # nothing would read a new model; one trained under this key stays for when the claims return
+        if reusable(out, key, policy):
+            log.info("grounding_pretrain: no labelled claims (%s not found): the model is kept, unused",
+                     ", ".join(missing))
+            return
+        log.info("grounding_pretrain: no labelled claims (%s not found): nothing to pretrain for", ", ".join(missing))
+        skip(params, f"no labelled claims to fine-tune on ({', '.join(missing)} not found)")
+        return
+    if reusable(out, key, policy):
         log.info("grounding_pretrain: model kept: its training key is unchanged (RAGOPS_RETRAIN=1 retrains)")
         return
     if folder.name != "nli":
         raise ConfigError(f"grounding.pretrain.data must name a folder called nli (as placed by `ragops data "
                           f"fetch --name nli`), got {folder}")
     # nli_data reads <mirror>/nli/<source files>: the placed folder's parent plays the mirror
-    model, record = pretrain(folder.parent, resolve_model(params["embed"]["model"]), cfg)
+    model, record = pretrain(folder.parent, resolve_model(params["embed"]["model"]), config(params))
     with atomic_dir(out) as tmp:
         model.save(tmp)
         write_json(tmp / MARKER, {"trained": True, "train_key": key, **record})
