@@ -19,7 +19,9 @@ from ragops.errors import ConfigError
 from ragops.io import write_json
 from tests.conftest import claims_sample, thread_share
 
-TINY_CE = CrossEncoderConfig(epochs=2, max_length=64, batch_size=16, threads=thread_share(), corpus_claims=30)
+# One epoch (was two): half the module's time (the fit 30 s instead of 62 s under `make test`); its scorer still
+# ranks SUPPORT first on the 40 evaluation claims (AUROC 0.662 > 0.6) and prefers the supported claim (0.78 vs 0.38).
+TINY_CE = CrossEncoderConfig(epochs=1, max_length=64, batch_size=16, threads=thread_share(), corpus_claims=30)
 
 
 @pytest.fixture(scope="module")
