@@ -102,8 +102,9 @@ def main() -> None:
               "by_program": {k: round(v, 1) for k, v in by_program.most_common()},
               "by_test_folder": {k: round(v, 1) for k, v in by_test.most_common()}}
     write_result("suite_cpu", result)
+    command = " ".join(["make test", *args.make_vars])
     md = ["## Where `make test`'s CPU goes (`python bench/suite_cpu.py`)", "", machine_line(m), "",
-          f"`make test {' '.join(args.make_vars)}`: {summary.strip('= ')}; wall {wall:.0f} s. The machine was busy "
+          f"`{command}`: {summary.strip('= ')}; wall {wall:.0f} s. The machine was busy "
           f"{busy:.0f} CPU-s ({busy / wall:.2f} of {m['cores']} cores); the {len(records)} Python processes that "
           f"exited normally logged {logged:.0f} CPU-s (the rest: servers stopped by a signal, git, chromium, the "
           "system).", "", "By program:", "", *table(by_program, n_program, args.top), "",
