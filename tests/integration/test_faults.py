@@ -125,6 +125,7 @@ BAD_DATA = [
 @pytest.mark.parametrize(("corrupt", "expected"), BAD_DATA, ids=[f.__name__ for f, _ in BAD_DATA])
 def test_bad_data_keeps_every_output(project: Path, corrupt, expected: str) -> None:
     before = snapshot(project)
+    pointer = (project / "data/raw/scifact.dvc").read_bytes()
     path, data = corrupt(project / "data/raw/scifact")
     original = path.read_bytes()
     replace_file(path, data)
@@ -134,10 +135,14 @@ def test_bad_data_keeps_every_output(project: Path, corrupt, expected: str) -> N
         assert re.search(expected, error_line(proc)), error_line(proc)
         assert snapshot(project) == before  # nothing lost, nothing half-written
         assert "ingest:" in status(project)  # the truth: the data changed and ingest has not run on it
+        repointed = (project / "data/raw/scifact.dvc").read_bytes() != pointer
     finally:
         replace_file(path, original)
     assert "Running stage" not in run(["dvc", "repro"], project).stdout  # back to the last good state
     assert snapshot(project) == before
+    # the failed repro had re-pointed the source's .dvc file at the broken folder (DVC commits a changed data
+    # source before it runs the stages: README, "bad input"); the good repro points it back, byte for byte
+    assert repointed and (project / "data/raw/scifact.dvc").read_bytes() == pointer
 
 
 BAD_PARAMS = [
