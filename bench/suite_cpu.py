@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import re
 import subprocess
 import tempfile
@@ -40,9 +41,10 @@ atexit.register(_ragops_cpu_log)
 
 
 def busy_seconds() -> float:
-    """CPU seconds the whole machine has spent busy (all but idle and iowait) since boot."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return (sum(fields) - fields[3] - fields[4]) / 100.0
+    """CPU seconds the whole machine has spent busy since boot: user, nice, system, irq, softirq, steal (not idle
+    or iowait; guest time is already inside user)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def program(argv: list[str]) -> str:
@@ -80,7 +82,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="suite-cpu-") as tmp:
         Path(tmp, "sitecustomize.py").write_text(HOOK)
         log = Path(tmp, "cpu.jsonl")
-        env = {**python_env(), "PYTHONPATH": tmp, "RAGOPS_CPU_LOG": str(log)}
+        env = python_env()
+        env |= {"PYTHONPATH": os.pathsep.join(filter(None, [tmp, env.get("PYTHONPATH")])), "RAGOPS_CPU_LOG": str(log)}
         busy0, t0 = busy_seconds(), time.perf_counter()
         proc = subprocess.run(["make", "test", *args.make_vars], cwd=REPO, env=env, capture_output=True, text=True)
         wall, busy = time.perf_counter() - t0, busy_seconds() - busy0
