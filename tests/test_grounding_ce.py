@@ -214,3 +214,50 @@ def test_a_cuda_device_without_a_gpu_is_a_clear_error(tmp_path: Path, monkeypatc
 
     with pytest.raises(ConfigError, match="device is 'cuda' but torch sees no CUDA device"):
         train_cross_encoder(resolve_model("all-MiniLM-L6-v2"), [("a b c", "a b c", 1)], replace(TINY_CE, device="cuda"))
+
+
+def test_onnx_export_scores_like_pytorch_and_loads_without_torch(fitted, claims, encode, tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from ragops.answer.cross_encoder import GroundingCrossEncoder
+    from ragops.answer.cross_encoder_onnx import OnnxGroundingCrossEncoder, export_and_check, load_cross_encoder
+    from ragops.stages.grounding import check_pairs
+
+    folder, saved, _ = fitted
+    sentences, _, test = claims
+    ce = saved["trained"]["cross_encoder"]
+    # the module's fit has no export (the stage makes it, not fit_and_evaluate): PyTorch, and it says so
+    with caplog.at_level("WARNING", logger="ragops.grounding"):
+        assert isinstance(load_cross_encoder(folder / CE_DIR, ce["max_length"], ce["top_k"]), GroundingCrossEncoder)
+    assert "has no ONNX export" in caplog.text
+    copy = tmp_path / "grounding"
+    shutil.copytree(folder, copy)  # the module's other tests read the fit as it is
+    claims_, texts = check_pairs(test, sentences, ce["top_k"])
+    claims_.append(" ".join([test[0].claim] * 12))  # longer than max_length on its own: both cut it alike
+    texts.append(" ".join(sentences[test[0].doc_id]))
+    record = export_and_check(copy / CE_DIR, ce["max_length"], ce["top_k"], claims_, texts)
+    assert record["pairs"] == len(claims_) > 40 and record["max_abs_diff"] < 1e-4 and record["same_argmax"] == 1.0
+    onnx = load_cross_encoder(copy / CE_DIR, ce["max_length"], ce["top_k"])
+    assert isinstance(onnx, OnnxGroundingCrossEncoder)
+    torch_ce = load_cross_encoder(copy / CE_DIR, ce["max_length"], ce["top_k"], "torch")
+    # batches pad to their own longest pair: another batch size gives the same probabilities
+    assert np.abs(onnx.probs(claims_, texts, batch_size=7) - torch_ce.probs(claims_, texts)).max() < 1e-4
+    # the whole trained scorer, either backend
+    docs = [pair_docs(p, sentences) for p in test]
+    by = {b: load_scorer("trained", copy, encode, ce_backend=b).score([p.claim for p in test], docs)
+          for b in ("onnx", "torch")}
+    assert np.abs(by["onnx"] - by["torch"]).max() < 1e-4
+    with pytest.raises(ConfigError, match="unknown answer.grounding_backend 'tensorrt'; valid: onnx, torch"):
+        load_scorer("trained", copy, encode, ce_backend="tensorrt")
+    # a fresh process scores with the export alone: neither torch nor transformers is imported
+    probe = ("import json, sys; from ragops.answer.cross_encoder_onnx import load_cross_encoder; "
+             "m = load_cross_encoder(sys.argv[1], int(sys.argv[2]), 2); p = m.probs(['a claim'], ['its evidence']); "
+             "print(json.dumps([type(m).__name__, p.shape[1], "
+             "[k for k in ('torch', 'transformers') if k in sys.modules]]))")
+    out = subprocess.run([sys.executable, "-c", probe, str(copy / CE_DIR), str(ce["max_length"])], capture_output=True,
+                         text=True, check=True).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == ["OnnxGroundingCrossEncoder", len(LABELS), []], out

@@ -122,7 +122,11 @@ def test_metrics_hold_grounding_and_rag(built_project: Path) -> None:
     rag = metrics["rag"]["extractive"]
     assert 0.0 < rag["citation_precision"] <= 1.0 and 0.0 <= rag["support_rate"] <= 1.0
     assert rag["n_queries"] == 12
-    assert (built_project / "models" / "grounding" / "scorers.json").is_file()
+    saved = json.loads((built_project / "models" / "grounding" / "scorers.json").read_text())
+    # the cross-encoder's served form: exported by the stage and checked there against PyTorch
+    export = saved["trained"]["cross_encoder"]["onnx"]
+    assert export["pairs"] > 0 and export["max_abs_diff"] < 1e-4 and export["same_argmax"] == 1.0
+    assert (built_project / "models/grounding/cross_encoder/onnx/model.onnx").is_file()
 
 
 @pytest.mark.parametrize("scorer", ["trained"])

@@ -111,6 +111,8 @@ def test_the_package_carries_every_mode_and_serves_the_one_chosen_on_dev(built_p
         {p.relative_to(built): p.read_bytes() for p in built.rglob("*.npy")}
     grounding = package / parts["grounding"]["path"]
     assert (grounding / "scorers.json").read_bytes() == (built_project / "models/grounding/scorers.json").read_bytes()
+    assert (grounding / "cross_encoder/onnx/model.onnx").read_bytes() == \
+        (built_project / "models/grounding/cross_encoder/onnx/model.onnx").read_bytes()  # the served cross-encoder
     reranker = package / parts["reranker"]["path"]
     assert (reranker / "model.safetensors").read_bytes() == \
         (built_project / "models/reranker/model.safetensors").read_bytes()
@@ -196,14 +198,17 @@ def test_cli_names_valid_modes_and_asks_with_the_packaged_grounding(built_projec
                "--model", f"models:/{MODEL}@champion", "--params", str(tmp_path / "params.yaml")], tmp_path).stdout
     answer = json.loads(out)
     assert answer["scorer"] == "trained" and answer["claims"] and answer["citations"]
-    # the answerer `ragops ask --model` builds reads the package's sentence vectors: only the question is encoded
+    # the answerer `ragops ask --model` builds reads the package's sentence vectors: only the question is encoded;
+    # and it runs on ONNX alone: the package's query encoders, reranker and grounding cross-encoder (never torch)
     probe = ("import json, sys; from pathlib import Path; from ragops.cli.ask import _answerer; "
              "a = _answerer(Path(sys.argv[1]), sys.argv[2], 'extractive', None, None); a.ask(sys.argv[3]); "
-             "s = a.encode.base; print(json.dumps([type(s).__name__, s.hits, s.misses]))")
+             "s = a.encode.base; print(json.dumps([type(s).__name__, s.hits, s.misses, a.scorer.name, "
+             "sorted(m for m in ('torch', 'transformers') if m in sys.modules)]))")
     used = run([sys.executable, "-c", probe, str(tmp_path / "params.yaml"), f"models:/{MODEL}@champion",
                 "Does vitamin D deficiency cause fractures?"], tmp_path).stdout
-    kind, hits, misses = json.loads(used.strip().splitlines()[-1])
+    kind, hits, misses, scorer, imported = json.loads(used.strip().splitlines()[-1])
     assert kind == "StoredVectors" and hits > 0 and misses == 1, used
+    assert scorer == "trained" and imported == [], used
 
 
 def test_a_package_missing_a_part_names_it(package: Path, built_project: Path, tmp_path: Path) -> None:

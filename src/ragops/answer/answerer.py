@@ -256,7 +256,7 @@ def build_answerer(
     encode = with_stored_vectors(encode, sentences_dir or params.get("paths", {}).get("sentences"))
     routed = RoutedEncoder(encode)  # the answerer's own: inside an answer, the scorer reads that question's memo
     try:
-        scorer_obj = load_scorer(cfg.scorer, folder, routed, defaults)
+        scorer_obj = load_scorer(cfg.scorer, folder, routed, defaults, str(a.get("grounding_backend", "onnx")))
     except ConfigError:
         if scorer is not None or cfg.scorer != "trained":
             raise

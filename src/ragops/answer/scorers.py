@@ -202,11 +202,16 @@ SCORERS_FILE = "scorers.json"
 
 
 def load_scorer(
-    name: str, model_dir: str | Path | None, encode: EncodeFn | None, default_thresholds: dict[str, float] | None = None
+    name: str,
+    model_dir: str | Path | None,
+    encode: EncodeFn | None,
+    default_thresholds: dict[str, float] | None = None,
+    ce_backend: str = "onnx",
 ) -> Scorer:
     """A scorer by name. Thresholds come from ``model_dir/scorers.json`` (the grounding stage's output);
     without it ``lexical`` uses the baseline's 0.7, ``embedding`` ``default_thresholds``, and ``trained``
-    cannot load."""
+    cannot load. ``ce_backend``: how the trained scorer's cross-encoder runs (answer.grounding_backend:
+    ragops.answer.cross_encoder_onnx.load_cross_encoder)."""
     if name not in SCORERS:
         raise unknown_name("scorer", name, SCORERS)
     saved: dict[str, Any] = {}
@@ -229,10 +234,11 @@ def load_scorer(
     lr = LogisticModel.from_dict(t["logistic"])
     if "stacker" not in t:
         return Scorer(name, threshold, lambda cs, ds: lr.predict(trained_features(encode, cs, ds)))
-    from ragops.answer.cross_encoder import GroundingCrossEncoder, ce_features
+    from ragops.answer.cross_encoder import ce_features
+    from ragops.answer.cross_encoder_onnx import load_cross_encoder
 
     ce_cfg = t["cross_encoder"]
-    ce = GroundingCrossEncoder.load(Path(str(model_dir)) / ce_cfg["dir"], ce_cfg["max_length"], ce_cfg["top_k"])
+    ce = load_cross_encoder(Path(str(model_dir)) / ce_cfg["dir"], ce_cfg["max_length"], ce_cfg["top_k"], ce_backend)
     stacker = LogisticModel.from_dict(t["stacker"])
     form = str(t.get("stack_form", "logistic"))  # packages from before the sum form have none
 

@@ -88,6 +88,7 @@ class Answer(Section):
     context_tokens: Pos
     generator: Literal["auto", "extractive", "anthropic"]
     scorer: Literal["lexical", "embedding", "trained"]
+    grounding_backend: Literal["onnx", "torch"] = "onnx"  # how the trained scorer's cross-encoder runs
     min_relevance: Annotated[float, Field(ge=0, le=1)]
     relevance_docs: Pos
     sentence_vectors: bool = True  # stage sentences encodes the corpus's sentences once (false: each answer does)

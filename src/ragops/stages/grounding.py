@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ragops.answer.cross_encoder import CE_DIR, cross_encoder_config
+from ragops.answer.cross_encoder_onnx import export_and_check
 from ragops.answer.grounding_data import read_pairs, read_sentences, read_titles
 from ragops.answer.grounding_train import TrainConfig, fit_and_evaluate
 from ragops.answer.scorers import SCORERS_FILE
@@ -52,6 +53,19 @@ def sample(pairs: list, n: int, seed: int) -> list:
         keep.add(c)
         count += sum(p.claim_id == c for p in pairs)
     return [p for p in pairs if p.claim_id in keep]
+
+
+def check_pairs(pairs: list, sentences: dict[str, list[str]], top_k: int, n: int = 100) -> tuple[list, list]:
+    """The ONNX export's check: the first ``n`` evaluation claims against their document's first sentence and
+    against its first ``top_k`` joined (the shapes the served scorer reads; which sentences does not matter
+    for comparing two backends on the same tokens)."""
+    claims, texts = [], []
+    for p in pairs[:n]:
+        sents = sentences.get(p.doc_id, [])
+        if sents:
+            claims += [p.claim, p.claim]
+            texts += [sents[0], " ".join(sents[:top_k])]
+    return claims, texts
 
 
 def main(params: dict[str, Any]) -> None:
@@ -94,6 +108,10 @@ def main(params: dict[str, Any]) -> None:
             train, test, sentences, encoder, cfg, base_model=pretrained if start else encoder.path, ce_dir=tmp / CE_DIR,
             titles=read_titles(files["sentences_file"]) if cfg.cross_encoder else None,
         )  # fmt: skip
+        ce = saved.get("trained", {}).get("cross_encoder")
+        if ce:  # the served form of the cross-encoder, checked against the model just trained
+            claims, texts = check_pairs(test, sentences, int(ce["top_k"]))
+            ce["onnx"] = export_and_check(tmp / CE_DIR, int(ce["max_length"]), int(ce["top_k"]), claims, texts)
         saved["embed_model"] = params["embed"]["model"]
         saved["train_key"] = key
         saved["pretrained"] = bool(start)
