@@ -107,7 +107,7 @@ def prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect]:
     server = Service(["prefect", "server", "start", "--host", "127.0.0.1", "--port", port, "--no-ui"],
                      home, env, home / "server.log")
     try:
-        wait_for(lambda: httpx.get(f"{api}/health", timeout=5).json() is True, 180, "prefect server health", server)
+        wait_for(lambda: httpx.get(f"{api}/health", timeout=5).json() is True, 300, "prefect server health", server)
         client = Prefect(api, env)
         with client.client:
             yield client
@@ -137,7 +137,7 @@ def serving(prefect: Prefect, project: Path) -> Iterator[Service]:
     """`ragops schedule` in the project; stopped (if a test has not) before the server."""
     service = Service(["ragops", "schedule"], project, prefect.env, project.parent / "serve.log")
     try:
-        wait_for(prefect.deployment, 120, "the served deployment", service)
+        wait_for(prefect.deployment, 300, "the served deployment", service)
         yield service
     finally:
         service.stop()

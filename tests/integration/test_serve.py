@@ -83,7 +83,7 @@ class Server:
         }
         self.service = start(
             [str(Path(sys.executable).parent / "ragops"), "serve", "--port", str(self.port), *args],
-            cwd, full_env, self.log_path, f"{self.url}/health", health_ready, "ragops serve", timeout=180,
+            cwd, full_env, self.log_path, f"{self.url}/health", health_ready, "ragops serve", timeout=300,
         )
         self.proc = self.service.proc
 
