@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -237,10 +238,31 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-def test_against_a_real_mlflow_server(history: dict, mlflow_server: str) -> None:
+def cold_onnx_dir(root: Path, folder: Path) -> str:
+    """An embed.onnx_dir holding the build's exports but the fine-tuned encoder's (hard links): as on a machine
+    that pulled the outputs and never ran embed_ft. Returns the missing export's folder name."""
+    from ragops.encode.models import model_fingerprint
+    from ragops.encode.onnx_encoder import export_dir
+
+    built = Path(yaml.safe_load((root / "params.yaml").read_text())["embed"]["onnx_dir"]).expanduser()
+    missing = export_dir(built, model_fingerprint(root / "models/embedder")).name
+    shutil.copytree(built, folder, copy_function=os.link, ignore=lambda d, names: {missing} & set(names))
+    return missing
+
+
+def test_against_a_real_mlflow_server(history: dict, mlflow_server: str, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     root = history["root"]
     env = {"MLFLOW_TRACKING_URI": mlflow_server}
-    out = run([sys.executable, "-m", "ragops.stages.register"], root, env=env).stdout
+    # the fine-tuned encoder's export is not in embed.onnx_dir: register makes it, and the package carries it
+    saved = (root / "params.yaml").read_text()
+    missing = cold_onnx_dir(root, tmp_path / "onnx")
+    set_params(root, embed__onnx_dir=str(tmp_path / "onnx"))
+    try:
+        out = run([sys.executable, "-m", "ragops.stages.register"], root, env=env).stdout
+    finally:
+        (root / "params.yaml").write_text(saved)
+    assert (tmp_path / "onnx" / missing / "model_int8.onnx").is_file()
     assert f"{MODEL} v1 serving hybrid" in out and "PROMOTED to champion" in out and mlflow_server in out
     summary = registry_json(root)
     assert summary["tracking_uri"] == mlflow_server and summary["version"] == 1
@@ -251,6 +273,11 @@ def test_against_a_real_mlflow_server(history: dict, mlflow_server: str) -> None
     assert json.loads(remote) == json.loads(run(["ragops", "search", query, "--json"], root).stdout)
     run_ = httpx.get(f"{mlflow_server}/api/2.0/mlflow/runs/get", params={"run_id": summary["run_id"]}).json()["run"]
     assert any(m["key"] == "test/hybrid/ndcg_at_10" for m in run_["data"]["metrics"])
+    import mlflow.artifacts
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    exports = {Path(f.path).name for f in mlflow.artifacts.list_artifacts(f"models:/{MODEL}/1/artifacts/onnx")}
+    assert len(exports) == 3 and missing in exports, exports  # both query encoders and the reranker
 
 
 def test_unchanged_models_cost_no_disk_again(history: dict) -> None:

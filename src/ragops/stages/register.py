@@ -27,7 +27,7 @@ import pandas as pd
 from ragops.answer.vectors import store_meta
 from ragops.encode.models import model_fingerprint, resolve_model
 from ragops.encode.onnx_encoder import FILES as ONNX_FILES
-from ragops.encode.onnx_encoder import export_dir
+from ragops.encode.onnx_encoder import ensure_export as ensure_encoder_export
 from ragops.encode.onnx_reranker import ensure_export as ensure_reranker_export
 from ragops.errors import ConfigError
 from ragops.eval.plots import render_plots
@@ -118,7 +118,8 @@ def register(params: dict[str, Any], cfg: RegistryConfig, client, artifact_locat
 def package_parts(params: dict[str, Any], tmp: Path) -> dict[str, Path | None]:
     """The build's parts as files to package: the base embedder resolved to its folder, the sentence store
     (when built and not empty), and the ONNX exports the package runs (the query encoders' for
-    embed.query_backend, the reranker's for rerank.backend onnx-int8) copied into ``tmp/onnx``."""
+    embed.query_backend, the reranker's for rerank.backend onnx-int8) copied into ``tmp/onnx``, each exported
+    into ``embed.onnx_dir`` first where it is not there."""
     parts: dict[str, Any] = dict(local_parts(params))
     parts["embedder"] = resolve_model(params["embed"]["model"])
     store = params["paths"].get("sentences")
@@ -135,14 +136,16 @@ def package_parts(params: dict[str, Any], tmp: Path) -> dict[str, Path | None]:
         for key in ("embedder", "embedder_ft"):
             if parts.get(key) is None:
                 continue
-            src = export_dir(onnx_dir, model_fingerprint(parts[key]))
-            if (src / "meta.json").is_file() and (src / ONNX_FILES[backend]).is_file():
-                dst = tmp / "onnx" / src.name
-                dst.mkdir(parents=True, exist_ok=True)
-                for name in ("meta.json", ONNX_FILES[backend]):
-                    shutil.copy2(src / name, dst / name)
-                shutil.copytree(src / "tokenizer", dst / "tokenizer")
-                parts["onnx"] = tmp / "onnx"
+            # exported here when the build's stages left no export in onnx_dir (a cache emptied, outputs pulled
+            # onto another machine): the package always carries what it serves, so no process loading it
+            # exports again (torch, ~10-20 s) and the check of its input example loads what is served
+            src = ensure_encoder_export(parts[key], model_fingerprint(parts[key]), onnx_dir)
+            dst = tmp / "onnx" / src.name
+            dst.mkdir(parents=True, exist_ok=True)
+            for name in ("meta.json", ONNX_FILES[backend]):
+                shutil.copy2(src / name, dst / name)
+            shutil.copytree(src / "tokenizer", dst / "tokenizer")
+            parts["onnx"] = tmp / "onnx"
     return parts
 
 
