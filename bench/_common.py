@@ -92,6 +92,41 @@ def write_section(name: str, markdown: str) -> None:
     DOC.write_text(text)
 
 
+SPEED_PROBE = """
+import json, sys, time
+import numpy as np
+t = time.perf_counter(); a = np.ones(1 << 27, dtype=np.float32); fill = time.perf_counter() - t  # 512 MB, new pages
+t = time.perf_counter(); a[:] = 2.0; refill = time.perf_counter() - t                          # the same pages again
+m = np.random.default_rng(0).random((2000, 2000), dtype=np.float32); m @ m
+t = time.perf_counter(); [m @ m for _ in range(5)]; mm = time.perf_counter() - t
+gb = a.nbytes / 1e9
+print(json.dumps({"new_pages_gb_s": round(gb / fill, 2), "same_pages_gb_s": round(gb / refill, 2),
+                  "matmul_gflops": round(5 * 2 * 2000 ** 3 / mm / 1e9, 1)}))
+"""
+
+
+def machine_speed() -> dict:
+    """What sets a 2-core VM's speed for this project, measured in fresh processes: ``import torch`` (median of
+    3; the suite starts ~400 Python processes, most of which import a heavy library), writing 512 MB of new pages
+    against the same pages again (VMs of one type differed tenfold in the first: page faults), and an fp32
+    2000x2000 matmul (the training and encoding kernels). Machines labelled alike ran `make test` 1.8x apart; these
+    say why."""
+    def wall(code: str) -> float:
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+        return time.perf_counter() - t
+
+    imports = sorted(wall("import torch") for _ in range(3))
+    out = subprocess.run([sys.executable, "-c", SPEED_PROBE], check=True, capture_output=True, text=True).stdout
+    return {"import_torch_s": round(imports[1], 2), **json.loads(out.strip().splitlines()[-1])}
+
+
+def speed_line(s: dict) -> str:
+    return (f"Machine speed (`bench/_common.py` machine_speed, just before the run): `import torch` "
+            f"{s['import_torch_s']:.2f} s in a fresh process; new memory pages written at {s['new_pages_gb_s']} GB/s "
+            f"(the same pages again {s['same_pages_gb_s']} GB/s); fp32 matmul {s['matmul_gflops']:.0f} GFLOPS.")
+
+
 def machine_line(m: dict) -> str:
     return (f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']} "
             f"({m['torch_threads']} threads); commit {m['git']}; {m['date']}.")

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import yaml
-from _common import REPO, machine, machine_line, python_env, write_result, write_section
+from _common import REPO, machine, machine_line, machine_speed, python_env, speed_line, write_result, write_section
 
 
 # Figures that measure the machine, not the pipeline: left out of the reproducibility comparison.
@@ -124,6 +124,7 @@ def main() -> None:
     ap.add_argument("--incremental", action="store_true", help="also rebuild after editing 1%% of the documents")
     ap.add_argument("--keep", action="store_true", help="keep the temporary project (its path is printed)")
     args = ap.parse_args()
+    speed = machine_speed()
     root = Path(tempfile.mkdtemp(prefix="ragops-bench-")) / "project"
     print(f"project clone: {root}", flush=True)
     try:
@@ -148,6 +149,7 @@ def main() -> None:
         fusion_s, fusion_out = sh(["dvc", "repro"], root)
         result = {
             "machine": machine(),
+            "machine_speed": speed,
             "commit": commit,
             "data_fetch_s": fetch_s,
             "stages_s": stages,
@@ -218,9 +220,10 @@ def render(r: dict) -> str:
                     f"{stage_list}. Trained models kept: {kept}.")
     total = r["full_build_s"]
     fusion_ran = ", ".join(r["fusion_change_ran"]) or "nothing"
+    speed = f"\n\n{speed_line(r['machine_speed'])}" if r.get("machine_speed") else ""
     return f"""## Pipeline stages, full SciFact build from scratch (`python bench/stage_times.py`)
 
-{machine_line(r['machine'])}
+{machine_line(r['machine'])}{speed}
 
 A clean `git clone` of commit {r['commit']}, `ragops data fetch` ({r['data_fetch_s']:.1f} s), then every stage by
 `dvc repro --single-item` in DAG order (wall seconds of the command; "inside": the stage's main function as it timed

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO, machine, machine_line, python_env, write_result, write_section
+from _common import REPO, machine, machine_line, machine_speed, python_env, speed_line, write_result, write_section
 
 HOOK = '''
 import atexit, json, os, sys, time
@@ -68,6 +68,12 @@ def test_folder(cwd: str) -> str:
     return re.sub(r"\d+$", "", m.group(1)) if m else ("checkout" if cwd.startswith(str(REPO)) else "other")
 
 
+def durations(stdout: str) -> list[dict]:
+    """pytest's `--durations` lines (``12.34s call     tests/x.py::test_y``), slowest first."""
+    found = re.findall(r"^([\d.]+)s (setup|call|teardown)\s+(\S+)$", stdout, flags=re.M)
+    return [{"seconds": float(s), "phase": phase, "test": test} for s, phase, test in found]
+
+
 def table(counter: collections.Counter, counts: collections.Counter, top: int) -> list[str]:
     lines = ["| CPU s | processes | |", "|---:|---:|---|"]
     lines += [f"| {v:.0f} | {counts[k]} | {k} |" for k, v in counter.most_common(top)]
@@ -84,6 +90,7 @@ def main() -> None:
         log = Path(tmp, "cpu.jsonl")
         env = python_env()
         env |= {"PYTHONPATH": os.pathsep.join(filter(None, [tmp, env.get("PYTHONPATH")])), "RAGOPS_CPU_LOG": str(log)}
+        speed = machine_speed()
         busy0, t0 = busy_seconds(), time.perf_counter()
         proc = subprocess.run(["make", "test", *args.make_vars], cwd=REPO, env=env, capture_output=True, text=True)
         wall, busy = time.perf_counter() - t0, busy_seconds() - busy0
@@ -100,19 +107,25 @@ def main() -> None:
         n_test[test_folder(r["cwd"])] += 1
     logged = sum(by_program.values())
     m = machine()
-    result = {"machine": m, "make_vars": args.make_vars, "pytest": summary, "wall_s": round(wall, 1),
+    slowest = durations(proc.stdout)
+    result = {"machine": m, "machine_speed": speed, "make_vars": args.make_vars, "pytest": summary,
+              "wall_s": round(wall, 1), "slowest": slowest,
               "machine_busy_cpu_s": round(busy, 1), "logged_cpu_s": round(logged, 1), "processes": len(records),
               "by_program": {k: round(v, 1) for k, v in by_program.most_common()},
               "by_test_folder": {k: round(v, 1) for k, v in by_test.most_common()}}
     write_result("suite_cpu", result)
     command = " ".join(["make test", *args.make_vars])
     md = ["## Where `make test`'s CPU goes (`python bench/suite_cpu.py`)", "", machine_line(m), "",
+          speed_line(speed), "",
           f"`{command}`: {summary.strip('= ')}; wall {wall:.0f} s. The machine was busy "
           f"{busy:.0f} CPU-s ({busy / wall:.2f} of {m['cores']} cores); the {len(records)} Python processes that "
           f"exited normally logged {logged:.0f} CPU-s (the rest: servers stopped by a signal, git, chromium, the "
           "system).", "", "By program:", "", *table(by_program, n_program, args.top), "",
           "By the test's temporary folder (`project`: the shared tiny build and the tests that read it; "
-          "`checkout`: pytest's workers):", "", *table(by_test, n_test, args.top)]
+          "`checkout`: pytest's workers):", "", *table(by_test, n_test, args.top), "",
+          f"The {len(slowest)} slowest test phases (pytest `--durations`, wall seconds on a worker that shared the "
+          "machine with the other):", "", "| s | phase | test |", "|---:|---|---|",
+          *(f"| {d['seconds']:.1f} | {d['phase']} | `{d['test']}` |" for d in slowest)]
     write_section("suite_cpu", "\n".join(md))
     print("\n".join(md))
 
