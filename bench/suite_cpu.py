@@ -31,7 +31,8 @@ _t0 = time.time()
 def _ragops_cpu_log():
     try:
         t = os.times()
-        rec = {"argv": sys.argv[:4], "cwd": os.getcwd(), "cpu_s": t.user + t.system, "wall_s": time.time() - _t0}
+        rec = {"argv": sys.argv[:4], "cwd": os.getcwd(), "cpu_s": t.user + t.system, "wall_s": time.time() - _t0,
+               "test": os.environ.get("PYTEST_CURRENT_TEST", "")}
         with open(os.environ["RAGOPS_CPU_LOG"], "a") as f:
             f.write(json.dumps(rec) + "\\n")
     except Exception:
@@ -60,6 +61,14 @@ def program(argv: list[str]) -> str:
     if names[0] in ("ragops", "dvc", "mlflow", "prefect") and len(argv) > 1:
         return f"{names[0]} {argv[1]}"
     return names[0]
+
+
+def test_of(record: dict) -> str:
+    """The test whose run started the process (pytest's PYTEST_CURRENT_TEST, which the process inherited; a
+    module's fixture counts under the first test that asked for it), else its temporary folder's name (which
+    pytest cuts at 30 characters)."""
+    current = re.sub(r" \((setup|call|teardown)\)$", "", record.get("test") or "")
+    return f"`{current.removeprefix('tests/')}`" if current else test_folder(record["cwd"])
 
 
 def test_folder(cwd: str) -> str:
@@ -103,8 +112,8 @@ def main() -> None:
     for r in records:
         by_program[program(r["argv"])] += r["cpu_s"]
         n_program[program(r["argv"])] += 1
-        by_test[test_folder(r["cwd"])] += r["cpu_s"]
-        n_test[test_folder(r["cwd"])] += 1
+        by_test[test_of(r)] += r["cpu_s"]
+        n_test[test_of(r)] += 1
     logged = sum(by_program.values())
     m = machine()
     slowest = durations(proc.stdout)
@@ -112,7 +121,7 @@ def main() -> None:
               "wall_s": round(wall, 1), "slowest": slowest,
               "machine_busy_cpu_s": round(busy, 1), "logged_cpu_s": round(logged, 1), "processes": len(records),
               "by_program": {k: round(v, 1) for k, v in by_program.most_common()},
-              "by_test_folder": {k: round(v, 1) for k, v in by_test.most_common()}}
+              "by_test": {k: round(v, 1) for k, v in by_test.most_common()}}
     write_result("suite_cpu", result)
     command = " ".join(["make test", *args.make_vars])
     md = ["## Where `make test`'s CPU goes (`python bench/suite_cpu.py`)", "", machine_line(m), "",
@@ -121,8 +130,8 @@ def main() -> None:
           f"{busy:.0f} CPU-s ({busy / wall:.2f} of {m['cores']} cores); the {len(records)} Python processes that "
           f"exited normally logged {logged:.0f} CPU-s (the rest: servers stopped by a signal, git, chromium, the "
           "system).", "", "By program:", "", *table(by_program, n_program, args.top), "",
-          "By the test's temporary folder (`project`: the shared tiny build and the tests that read it; "
-          "`checkout`: pytest's workers):", "", *table(by_test, n_test, args.top), "",
+          "By the test that started the process (a module's fixture, such as the shared tiny build, under the first "
+          "test that asked for it; `checkout`: pytest's own workers):", "", *table(by_test, n_test, args.top), "",
           f"The {len(slowest)} slowest test phases (pytest `--durations`, wall seconds on a worker that shared the "
           "machine with the other):", "", "| s | phase | test |", "|---:|---|---|",
           *(f"| {d['seconds']:.1f} | {d['phase']} | `{d['test']}` |" for d in slowest)]
