@@ -239,14 +239,20 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
 
 
 def cold_onnx_dir(root: Path, folder: Path) -> str:
-    """An embed.onnx_dir holding the build's exports but the fine-tuned encoder's (hard links): as on a machine
-    that pulled the outputs and never ran embed_ft. Returns the missing export's folder name."""
+    """An embed.onnx_dir holding the build's exports but the fine-tuned encoder's (hard links where it can): as on
+    a machine that pulled the outputs and never ran embed_ft. Returns the missing export's folder name."""
     from ragops.encode.models import model_fingerprint
     from ragops.encode.onnx_encoder import export_dir
 
     built = Path(yaml.safe_load((root / "params.yaml").read_text())["embed"]["onnx_dir"]).expanduser()
     missing = export_dir(built, model_fingerprint(root / "models/embedder")).name
-    shutil.copytree(built, folder, copy_function=os.link, ignore=lambda d, names: {missing} & set(names))
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:  # another file system (a tmpfs /tmp)
+            shutil.copy2(src, dst)
+
+    shutil.copytree(built, folder, copy_function=link, ignore=lambda d, names: {missing} & set(names))
     return missing
 
 
