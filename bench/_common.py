@@ -93,7 +93,7 @@ def write_section(name: str, markdown: str) -> None:
 
 
 SPEED_PROBE = """
-import json, sys, time
+import json, time
 import numpy as np
 t = time.perf_counter(); a = np.ones(1 << 27, dtype=np.float32); fill = time.perf_counter() - t  # 512 MB, new pages
 t = time.perf_counter(); a[:] = 2.0; refill = time.perf_counter() - t                          # the same pages again
@@ -108,9 +108,9 @@ print(json.dumps({"new_pages_gb_s": round(gb / fill, 2), "same_pages_gb_s": roun
 def machine_speed() -> dict:
     """What sets a 2-core VM's speed for this project, measured in fresh processes: ``import torch`` (median of
     3; the suite starts ~400 Python processes, most of which import a heavy library), writing 512 MB of new pages
-    against the same pages again (VMs of one type differed tenfold in the first: page faults), and an fp32
+    against the same pages again (page faults, which differed widely between VMs of one type), and an fp32
     2000x2000 matmul (the training and encoding kernels). Machines labelled alike ran `make test` 1.8x apart; these
-    say why."""
+    show how the machines differed, beside the figures they ran."""
     def wall(code: str) -> float:
         t = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
