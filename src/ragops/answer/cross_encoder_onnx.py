@@ -32,7 +32,6 @@ from ragops.errors import ConfigError, RagopsError, checked_choice
 BACKENDS = ("onnx", "torch")
 ONNX_DIR = "onnx"  # inside the cross-encoder's folder
 FILE = "model.onnx"
-OPSET = 17
 # the export is rejected (the stage fails) when a probability differs from PyTorch's by more than this
 MAX_DIFF = 1e-3
 log = logging.getLogger("ragops.grounding")
@@ -93,46 +92,33 @@ def export(folder: str | Path) -> Path:
     """Export the GroundingCrossEncoder saved in ``folder`` to ``folder/onnx/``: encoder, mean pooling, head
     and softmax in one fp32 graph, fused by onnxruntime's BERT optimizer, with the tokenizer and meta.json."""
     import torch
-    from onnxruntime.transformers.optimizer import optimize_model
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
 
     from ragops.answer.cross_encoder import HEAD_FILE
     from ragops.encode.models import offline_env
+    from ragops.encode.onnx_export import OPSET, export_fused, input_names
     from ragops.io import atomic_dir
 
     offline_env()
     folder = Path(folder)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    # eager attention exports as MatMul/Softmax, which the optimizer fuses into one Attention op
+    # eager attention: what the optimizer fuses (ragops.encode.onnx_export)
     encoder = AutoModel.from_pretrained(str(folder), local_files_only=True, attn_implementation="eager").eval()
     head = torch.nn.Linear(encoder.config.hidden_size, len(LABELS))
     head.load_state_dict(load_file(folder / HEAD_FILE))
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
+    names = input_names(tokenizer)
     sample = tokenizer(["a claim", "another claim"], ["some evidence to read", "a second, longer evidence to read"],
                        padding=True, return_tensors="pt")
 
-    class Wrapped(torch.nn.Module):  # GroundingCrossEncoder.logits, then the softmax of probs
-        def __init__(self) -> None:
-            super().__init__()
-            self.encoder, self.head = encoder, head.eval()
-
-        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-            batch = dict(zip(names, inputs, strict=True))
-            hidden = self.encoder(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            return torch.softmax(self.head((hidden * mask).sum(1) / mask.sum(1)), -1)
+    def forward(parts: torch.nn.ModuleDict, batch: dict) -> torch.Tensor:  # GroundingCrossEncoder.logits, softmax
+        hidden = parts["encoder"](**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return torch.softmax(parts["head"]((hidden * mask).sum(1) / mask.sum(1)), -1)
 
     with atomic_dir(folder / ONNX_DIR) as tmp:
-        traced = tmp / "traced.onnx"
-        with torch.no_grad():
-            torch.onnx.export(Wrapped(), tuple(sample[n] for n in names), str(traced), input_names=names,
-                              output_names=["probs"], dynamic_axes={n: {0: "batch", 1: "seq"} for n in names}
-                              | {"probs": {0: "batch"}}, opset_version=OPSET, do_constant_folding=True, dynamo=False)
-        config = encoder.config
-        optimize_model(str(traced), model_type="bert", num_heads=int(config.num_attention_heads),
-                       hidden_size=int(config.hidden_size)).save_model_to_file(str(tmp / FILE))
-        traced.unlink()
+        export_fused(torch.nn.ModuleDict({"encoder": encoder, "head": head.eval()}), forward, sample, names, "probs",
+                     encoder.config, tmp / FILE)
         tokenizer.save_pretrained(str(tmp))
         (tmp / "meta.json").write_text(json.dumps({"input_names": names, "labels": list(LABELS), "opset": OPSET},
                                                   indent=2))

@@ -23,13 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ragops.encode.onnx_export import export_fused, input_names
 from ragops.errors import ConfigError, unknown_name
 from ragops.io import atomic_dir
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 FILES = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx"}
-# Opset 17 is the newest the TorchScript exporter writes without onnxscript; ORT 1.32 runs it.
-OPSET = 17
 
 
 def check_backend(backend: str) -> str:
@@ -48,55 +47,22 @@ def export_onnx(model_path: str | Path, out: str | Path) -> Path:
     Both files and ``meta.json`` (max_seq_length, dim, input names) appear together (atomic folder).
     """
     import onnx
-    import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.transformers.optimizer import optimize_model
     from sentence_transformers import SentenceTransformer
 
-    # Eager attention exports as plain MatMul/Softmax, the pattern onnxruntime's transformer
-    # optimizer fuses into one Attention op (the SDPA export is not recognised and runs ~2x slower).
+    # eager attention: what the optimizer fuses (ragops.encode.onnx_export)
     model = SentenceTransformer(
         str(model_path), device="cpu", local_files_only=True, model_kwargs={"attn_implementation": "eager"}
     ).eval()
     tokenizer = model.tokenizer
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
+    names = input_names(tokenizer)
     sample = tokenizer(
         ["a short sentence", "another, slightly longer sentence to pad"], padding=True, return_tensors="pt"
     )
 
-    class Wrapped(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-            return self.model(dict(zip(names, inputs, strict=True)))["sentence_embedding"]
-
-    dynamic = {n: {0: "batch", 1: "seq"} for n in names} | {"embedding": {0: "batch"}}
     with atomic_dir(out) as tmp:
-        traced, fp32 = tmp / "traced.onnx", tmp / FILES["onnx"]
-        with torch.no_grad():
-            torch.onnx.export(
-                Wrapped(),
-                tuple(sample[n] for n in names),
-                str(traced),
-                input_names=names,
-                output_names=["embedding"],
-                dynamic_axes=dynamic,
-                opset_version=OPSET,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-        # Fused Attention / SkipLayerNorm / BiasGelu. Heads and width from the model's config: the
-        # optimizer's own detection fails on this graph and then silently skips the Attention fusion.
-        config = model[0].auto_model.config
-        optimize_model(
-            str(traced),
-            model_type="bert",
-            num_heads=int(config.num_attention_heads),
-            hidden_size=int(config.hidden_size),
-        ).save_model_to_file(str(fp32))
-        traced.unlink()
+        fp32 = export_fused(model, lambda m, batch: m(batch)["sentence_embedding"], sample, names, "embedding",
+                            model[0].auto_model.config, tmp / FILES["onnx"])
         # int8 weights per output channel, only where the weight is a constant (activation x
         # activation products stay fp32): MiniLM's embeddings stay at cosine ~0.99 of fp32 (tested).
         quantize_dynamic(

@@ -31,12 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ragops.encode.onnx_export import export_fused, input_names
 from ragops.errors import ConfigError, checked_choice
 from ragops.io import atomic_dir
 
 BACKENDS = ("torch", "onnx-int8")
 FILE = "model_int8.onnx"
-OPSET = 17
 RECIPE = 2  # 1: every MatMul int8; 2: the first FP32_LAYERS layers' feed-forward MatMuls fp32
 FP32_LAYERS = 2
 # the feed-forward MatMuls of a BERT-style encoder as the TorchScript exporter names them (not the
@@ -69,40 +69,23 @@ def export_cross_encoder(model_path: str | Path, out: str | Path) -> Path:
     int8 weights per output channel but for :func:`fp32_nodes`), with its tokenizer and ``meta.json``; all
     appear together."""
     import onnx
-    import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.transformers.optimizer import optimize_model
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from ragops.encode.models import model_fingerprint, offline_env
 
     offline_env()
     tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
-    # Eager attention exports as MatMul/Softmax, which onnxruntime's optimizer fuses into one Attention op.
+    # eager attention: what the optimizer fuses (ragops.encode.onnx_export)
     model = AutoModelForSequenceClassification.from_pretrained(
         str(model_path), local_files_only=True, attn_implementation="eager").eval()
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
+    names = input_names(tokenizer)
     sample = tokenizer(["a query", "another query"], ["a passage to read", "a second, longer passage to read"],
                        padding=True, return_tensors="pt")
 
-    class Wrapped(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-            return self.model(**dict(zip(names, inputs, strict=True))).logits[:, 0]
-
     with atomic_dir(out) as tmp:
-        traced, fp32 = tmp / "traced.onnx", tmp / "model.onnx"
-        with torch.no_grad():
-            torch.onnx.export(Wrapped(), tuple(sample[n] for n in names), str(traced), input_names=names,
-                              output_names=["score"], dynamic_axes={n: {0: "batch", 1: "seq"} for n in names}
-                              | {"score": {0: "batch"}}, opset_version=OPSET, do_constant_folding=True, dynamo=False)
-        config = model.config
-        optimize_model(str(traced), model_type="bert", num_heads=int(config.num_attention_heads),
-                       hidden_size=int(config.hidden_size)).save_model_to_file(str(fp32))
-        traced.unlink()
+        fp32 = export_fused(model, lambda m, batch: m(**batch).logits[:, 0], sample, names, "score", model.config,
+                            tmp / "model.onnx")
         keep = fp32_nodes(onnx.load(str(fp32), load_external_data=False).graph.node)
         if len(keep) < 2 * FP32_LAYERS:  # two feed-forward MatMuls a layer; an exporter that names them
             # otherwise would silently give recipe 1's deviation under recipe 2's name
