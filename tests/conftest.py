@@ -120,6 +120,32 @@ def encoder():
     return Encoder(MODEL, device="cpu", batch_size=32)
 
 
+def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder every test process of this run shares: the session's base temporary folder, or under
+    pytest-xdist (`make test` runs two workers) its parent, of which each worker's own is a child."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def minilm_cached(encoder, tmp_path_factory: pytest.TempPathFactory):
+    """``encoder``'s vectors through ragops' embedding cache (``CachedEncoder``, segments written atomically) in
+    one folder for every test process of the run: the grounding tests' claim samples are seeded prefixes of one
+    shuffle (``claims_sample``), so each of their sentences is encoded once per run, not once per module. For
+    tests of what is built on the vectors, never of the encoder itself: a cached vector is the one its first
+    batch gave (batchmates change the last bits)."""
+    from ragops.encode.encoder import CachedEncoder
+
+    cached = CachedEncoder(encoder, shared_root(tmp_path_factory) / "minilm-cache")
+
+    def encode(texts: list[str]):
+        vectors = cached(texts)
+        cached.flush()
+        return vectors
+
+    return encode
+
+
 @contextlib.contextmanager
 def sqlite_store(folder: Path, experiment: str = "toy") -> Iterator[tuple]:
     """A real MLflow SQLite store in ``folder``: (client, experiment id, folder). MLflow exports the URIs to

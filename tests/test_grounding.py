@@ -20,9 +20,9 @@ def claims(mirror: Path):
 
 
 @pytest.fixture(scope="module")
-def fitted(claims, encoder):
+def fitted(claims, minilm_cached):
     sentences, train, test = claims
-    return fit_and_evaluate(train, test, sentences, encoder, TrainConfig(folds=3))
+    return fit_and_evaluate(train, test, sentences, minilm_cached, TrainConfig(folds=3))
 
 
 def test_pairs_follow_the_claims_file(claims) -> None:

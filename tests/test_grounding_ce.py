@@ -11,7 +11,7 @@ import pytest
 
 from ragops.answer.cross_encoder import CE_DIR, CrossEncoderConfig, training_examples
 from ragops.answer.grounding_data import LABELS, Pair, read_titles
-from ragops.answer.grounding_fit import memo_encode, pair_docs
+from ragops.answer.grounding_fit import pair_docs
 from ragops.answer.grounding_train import TrainConfig, fit_and_evaluate
 from ragops.answer.pseudo_claims import corpus_claims, pseudo_examples
 from ragops.answer.scorers import SCORERS_FILE, load_scorer
@@ -35,10 +35,10 @@ def titles(mirror: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def encode(encoder):
-    """The MiniLM's sentence vectors, kept for the module: both fits below encode the same sentences (the
-    stage encodes each text once per run the same way: ragops.answer.grounding_fit.memo_encode)."""
-    return memo_encode(encoder)
+def encode(minilm_cached):
+    """The MiniLM's sentence vectors, kept for the run (tests/conftest.py): the fits below and test_grounding.py's
+    encode nested samples of the same claims' sentences."""
+    return minilm_cached
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_trained_scorer_saves_and_loads(fitted, claims, encode) -> None:
     assert set(report["scorers"]) == {"lexical", "embedding", "trained", "lexical_baseline"}
     control = report["diagnostics"]["trained_wrong_evidence"]  # every claim against another's document
     assert control["n"] == len(test) and control["threshold"] == report["scorers"]["trained"]["threshold"]
-    # the module's memo of the MiniLM (the fit encoded these sentences): the loaded scorer's own parts, the
+    # the run's cache of the MiniLM (the fit encoded these sentences): the loaded scorer's own parts, the
     # saved logistic model, stacker and cross-encoder, are what this reads back
     scorer = load_scorer("trained", folder, encode)
     scores = scorer.score([p.claim for p in test], [pair_docs(p, sentences) for p in test])
@@ -104,7 +104,7 @@ def test_trained_scorer_prefers_the_supported_claim(fitted, encoder) -> None:
 
 def test_training_never_reads_the_evaluation_claims(claims, titles, encoder, encode, tmp_path: Path) -> None:
     # Two fits that differ only in the evaluation claims' labels, all flipped: every fitted part must come out
-    # identical. Small fits (a prefix of the module's sample, whose vectors the module's `encode` memo holds once
+    # identical. Small fits (a prefix of the module's sample, whose vectors the run's `encode` cache holds once
     # its fit has run; one epoch): the property does not depend on the size, and that fit is not repeated.
     sentences, train, test = claims
     train, test = train[:60], test[:16]

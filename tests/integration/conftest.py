@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from ragops.config import merge
-from tests.conftest import thread_share
+from tests.conftest import shared_root, thread_share
 
 REPO = Path(__file__).resolve().parents[2]
 # What a clone holds that the pipeline needs (no outputs, no DVC cache, no venv).
@@ -88,13 +88,6 @@ def mirror_root() -> Path:
         pytest.fail(f"SciFact mirror not found at {root}: run `make test MIRROR=<datasets folder>` "
                     "or set RAGOPS_MIRROR", pytrace=False)
     return root
-
-
-def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The folder every test process of this run shares: the session's base temporary folder, or under
-    pytest-xdist (`make test` runs two workers) its parent, of which each worker's own is a child."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 @pytest.fixture(scope="session")
