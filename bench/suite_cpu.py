@@ -56,8 +56,8 @@ def program(argv: list[str]) -> str:
         return "pytest (workers: the unit tests, in process)"
     if "/stages/" in argv[0]:
         return f"stage {Path(argv[0]).stem}"
-    if names[0] == "__main__.py":  # `python -m dvc ...` (DVC's own subprocesses)
-        return f"dvc {argv[1] if len(argv) > 1 else ''}".strip()
+    if names[0] == "__main__.py":  # `python -m dvc ...` (DVC's own subprocesses), `python -m pip ...` (make setup)
+        return f"{Path(argv[0]).parent.name} {argv[1] if len(argv) > 1 else ''}".strip()
     if names[0] in ("ragops", "dvc", "mlflow", "prefect") and len(argv) > 1:
         return f"{names[0]} {argv[1]}"
     return names[0]
