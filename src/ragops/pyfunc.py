@@ -92,9 +92,18 @@ class RetrieverModel(mlflow.pyfunc.PythonModel):
         self.sentences_dir: Path | None = art.get("sentences")
         modes = self.config.get("modes") or ["bm25", "dense", "hybrid"]  # format 1: the base modes
         check_parts(self.parts, modes)
-        # A fresh process finds the ONNX exports in the package; without them it exports once (~10 s).
-        pipeline, docs = assemble_pipeline(self.parts, self.config, modes,
-                                           onnx_dir=os.environ.get("RAGOPS_ONNX_DIR", "~/.cache/ragops/onnx"))
+        # A fresh process finds the ONNX exports in the package; without them it exports once (~10 s), into
+        # ragops' export cache (RAGOPS_ONNX_DIR), never into the package
+        cache, parts = os.environ.get("RAGOPS_ONNX_DIR", "~/.cache/ragops/onnx"), dict(self.parts)
+        if lacks_encoder_export(parts, self.config, modes):
+            log = logging.getLogger("ragops.pyfunc")
+            log.warning("the package has no ONNX export of a query encoder it serves (registered before ragops "
+                        "packaged them all): it is read from or exported into %s", cache)
+            try:
+                parts["onnx"] = exports_through_cache(parts["onnx"], cache)
+            except OSError as exc:  # no writable cache: the export goes beside the package's own, as before
+                log.warning("%s is not writable (%s): exporting into the package", cache, exc)
+        pipeline, docs = assemble_pipeline(parts, self.config, modes, onnx_dir=cache)
         self.pipeline: SearchPipeline = pipeline
         self.docs = docs.set_index("doc_id")
 
@@ -117,6 +126,43 @@ def check_parts(parts: Mapping[str, Path | None], modes: Sequence[str]) -> None:
             path = parts.get(part)
             if path is None or not Path(path).exists():
                 raise RagopsError(f"the package has no {part!r}, which its mode {mode!r} needs")
+
+
+def lacks_encoder_export(parts: Mapping[str, Path | None], config: Mapping[str, Any], modes: Sequence[str]) -> bool:
+    """True when the package's ``onnx`` folder holds fewer query-encoder exports than the encoders its modes load
+    under an ONNX query backend: a package registered before `register` exported each one it serves."""
+    from ragops.encode.onnx_encoder import FILES
+
+    folder = parts.get("onnx")
+    if folder is None or str(config["embed"].get("query_backend", "torch")) not in FILES:
+        return False
+    encoders = {p for m in modes for p in parts_for(m)} & {"embedder", "embedder_ft"}
+    # an encoder's export is named by its fingerprint alone; the reranker's carry a recipe suffix ("-ce2")
+    exports = [d for d in Path(folder).iterdir() if "-" not in d.name and (d / "meta.json").is_file()]
+    return len(exports) < len(encoders)
+
+
+def exports_through_cache(folder: Path, cache: str | Path) -> Path:
+    """``cache`` (ragops' ONNX export folder) with a link to each export of the package's ``folder`` it does not
+    hold: the pipeline reads the package's exports through it and makes a missing one there, never in the
+    package (a local store's versions are loaded in place, their files shared by hard links). An export is named
+    by its model's fingerprint (and recipe), so one name is one content, wherever it lies."""
+    cache = Path(cache).expanduser()
+    cache.mkdir(parents=True, exist_ok=True)
+    for export in sorted(Path(folder).iterdir()):
+        link = cache / export.name
+        if link.is_symlink() and not link.exists():  # a link into a package that is gone: point it here
+            link.unlink(missing_ok=True)
+        if link.exists():
+            continue
+        tmp = cache / f".{export.name}.{os.getpid()}.link"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(export.resolve(), target_is_directory=True)
+        try:
+            os.replace(tmp, link)
+        except OSError:  # another process put the export there meanwhile
+            tmp.unlink(missing_ok=True)
+    return cache
 
 
 def _warn_on_mismatches(requirements: Path) -> None:

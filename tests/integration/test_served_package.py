@@ -236,3 +236,33 @@ def test_a_package_without_its_grounding_scorer_never_borrows_the_builds(package
     answer = json.loads(out.stdout)
     assert answer["scorer"] == "embedding" and answer["claims"] and answer["citations"], answer
     assert "the package carries no grounding scorer; using the embedding scorer" in out.stderr, out.stderr[-2000:]
+
+
+def test_a_package_without_an_encoder_export_never_writes_into_itself(package: Path, built_project: Path,
+                                                                      tmp_path: Path) -> None:
+    """A package registered before `register` packaged every query encoder's ONNX export: loading it takes the
+    missing export from ragops' export cache (RAGOPS_ONNX_DIR; made there when absent), never writes it into the
+    package, whose folder a local store loads in place and shares by hard links across versions."""
+    legacy = tmp_path / "legacy"
+    shutil.copytree(package, legacy)
+    parts = yaml.safe_load((legacy / "MLmodel").read_text())["flavors"]["python_function"]["artifacts"]
+    onnx = legacy / parts["onnx"]["path"]
+    base = json.loads((legacy / "artifacts/config.json").read_text())["embed"]["model_id"][:16]
+    cache = tmp_path / "onnx-cache"
+    cache.mkdir()
+    shutil.move(onnx / base, cache / base)  # the base encoder's export: in the cache (as the build left it), not here
+
+    def files() -> list[tuple[str, int]]:
+        return sorted((str(p.relative_to(legacy)), p.stat().st_size) for p in legacy.rglob("*")
+                      if "__pycache__" not in p.parts)
+
+    before = files()
+    query = ["ragops", "search", "statins and muscle pain", "--json", "--mode", "hybrid_rerank", "--model"]
+    got = run([*query, str(legacy)], built_project, env={"RAGOPS_ONNX_DIR": str(cache)})
+    assert "has no ONNX export of a query encoder it serves" in got.stderr, got.stderr[-2000:]
+    want = json.loads(run([*query, str(package)], built_project).stdout)
+    assert [r["doc_id"] for r in json.loads(got.stdout)["results"]] == [r["doc_id"] for r in want["results"]]
+    assert files() == before  # nothing exported, linked or written into the package
+    # the package's own exports (the fine-tuned encoder's, the reranker's) are read through links in the cache
+    assert {p.name for p in cache.iterdir() if p.is_symlink()} == {p.name for p in onnx.iterdir()}
+    assert not (cache / base).is_symlink() and (cache / base / "meta.json").is_file()
