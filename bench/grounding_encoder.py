@@ -42,7 +42,7 @@ def main() -> None:
     served = query_backend(emb)
     result: dict = {"machine": machine(), "pairs": len(test), "served_backend": served, "scorers": {}}
     for backend in ("torch", served):
-        encoder = Encoder(emb["model"], backend=backend, onnx_dir=str(emb.get("onnx_dir", "~/.cache/ragops/onnx")))
+        encoder = Encoder(emb["model"], backend=backend, onnx_dir=emb["onnx_dir"])
         encode = memo_encode(encoder)
         for name in SCORERS:
             scorer = load_scorer(name, REPO / paths["grounding_model"], encode)
