@@ -127,6 +127,19 @@ def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+@pytest.fixture(scope="session", autouse=True)
+def child_tmpdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The temporary directory (TMPDIR) of every process a test starts: dvc, mlflow, the servers. It lies in this
+    run's folder, so what a tool leaves there goes when the run's folder does (pyproject's retention policy):
+    MLflow's own ``load_model("models:/...")`` and ``mlflow models serve`` copy the ~0.5 GB version into a
+    temporary folder they never remove, which in /tmp outlived every run."""
+    folder = shared_root(tmp_path_factory) / "tmp"
+    folder.mkdir(exist_ok=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TMPDIR", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def minilm_cached(tmp_path_factory: pytest.TempPathFactory):
     """The MiniLM's vectors through ragops' embedding cache (``CachedEncoder``, segments written atomically) in

@@ -275,8 +275,12 @@ def test_against_a_real_mlflow_server(history: dict, mlflow_server: str, tmp_pat
     listed = json.loads(run(["ragops", "models", "--json"], root, env=env).stdout)
     assert [(r["version"], r["aliases"]) for r in listed["versions"]] == [(1, ["challenger", "champion"])]
     query = sample_queries(root, 1)[0]
-    remote = run(["ragops", "search", query, "--json", "--model", f"models:/{MODEL}@champion"], root, env=env).stdout
+    tmp = tmp_path / "tmp"  # where the remote version is downloaded: removed when the command exits
+    tmp.mkdir()
+    remote = run(["ragops", "search", query, "--json", "--model", f"models:/{MODEL}@champion"], root,
+                 env={**env, "TMPDIR": str(tmp)}).stdout
     assert json.loads(remote) == json.loads(run(["ragops", "search", query, "--json"], root).stdout)
+    assert not list(tmp.rglob("MLmodel")), list(tmp.iterdir())
     run_ = httpx.get(f"{mlflow_server}/api/2.0/mlflow/runs/get", params={"run_id": summary["run_id"]}).json()["run"]
     assert any(m["key"] == "test/hybrid/ndcg_at_10" for m in run_["data"]["metrics"])
     import mlflow.artifacts
