@@ -52,6 +52,9 @@ def copy_project(dest: Path, cache_dir: Path, profile: str = "tiny") -> Path:
     params["grounding"]["cross_encoder"]["threads"] = thread_share()  # its own torch.set_num_threads: the share
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], dest)
+    # the repo's own identity: `dvc exp run` commits, and a fresh machine has no ~/.gitconfig
+    run(["git", "config", "user.email", "t@t"], dest)
+    run(["git", "config", "user.name", "t"], dest)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init"], dest)
     run(["git", "add", "-A"], dest)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "project"], dest)
