@@ -55,9 +55,9 @@ def copy_project(dest: Path, cache_dir: Path, profile: str = "tiny") -> Path:
     # the repo's own identity: `dvc exp run` commits, and a fresh machine has no ~/.gitconfig
     run(["git", "config", "user.email", "t@t"], dest)
     run(["git", "config", "user.name", "t"], dest)
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init"], dest)
+    run(["git", "commit", "-q", "--allow-empty", "-m", "init"], dest)
     run(["git", "add", "-A"], dest)
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "project"], dest)
+    run(["git", "commit", "-q", "-m", "project"], dest)
     return dest
 
 
