@@ -1,11 +1,12 @@
-"""ragops.registry.blobstore: a second version with unchanged files costs (almost) no disk."""
+"""ragops.registry.blobstore: a second version with unchanged files costs (almost) no disk, and logging a model
+into a local store copies nothing, yet never leaves the store sharing an inode with the build."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from ragops.registry.blobstore import MIN_BYTES, dedup_tree, local_path
+from ragops.registry.blobstore import MIN_BYTES, dedup_tree, linked_local_copies, local_path
 
 
 def write(folder: Path, files: dict[str, bytes]) -> None:
@@ -36,3 +37,38 @@ def test_local_path() -> None:
     assert local_path("file:///tmp/ml%20artifacts") == Path("/tmp/ml artifacts")
     assert local_path("/srv/mlartifacts") == Path("/srv/mlartifacts")
     assert local_path("s3://bucket/x") is None and local_path(None) is None
+
+
+def test_logging_links_then_the_store_owns_its_inodes(tmp_path: Path) -> None:
+    """MLflow's real local artifact repository: inside linked_local_copies its staging download and its
+    log_artifacts hard-link (the saving register counts on; this fails if MLflow stops copying through the
+    names the block replaces), outside it copies; dedup_tree then unshares every stored file from the build."""
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    big, known = os.urandom(3 * MIN_BYTES), os.urandom(2 * MIN_BYTES)
+    build, store, blobs, staged = tmp_path / "build", tmp_path / "store", tmp_path / "blobs", tmp_path / "staged"
+    write(build, {"model/weights": big, "model/config.json": b"{}", "index": known})
+    dedup_tree(_seed(tmp_path / "old", known), blobs)  # an earlier version already holds `index`
+    repo = LocalArtifactRepository(str(store))
+    staged.mkdir()
+    with linked_local_copies():
+        LocalArtifactRepository(str(build)).download_artifacts("model", str(staged))
+        repo.log_artifacts(str(build), "v1")
+    assert os.path.samefile(staged / "model/weights", build / "model/weights")
+    assert all(os.path.samefile(store / "v1" / n, build / n) for n in ("model/weights", "model/config.json", "index"))
+    stats = dedup_tree(store / "v1", blobs)
+    assert stats.linked == 1 and stats.bytes_new == len(big) + 2  # `index` was known; weights a new blob; config
+    for name, data in (("model/weights", big), ("model/config.json", b"{}"), ("index", known)):
+        stored = store / "v1" / name
+        assert not os.path.samefile(stored, build / name), name  # a write into the build never reaches the store
+        (build / name).write_bytes(b"overwritten in place")
+        assert stored.read_bytes() == data, name
+    assert os.path.samefile(store / "v1/index", tmp_path / "old/index")  # the known blob, shared
+    assert not list(store.rglob(".*ragops-link*")) and not list(blobs.rglob(".*"))
+    repo.log_artifacts(str(build), "v2")  # outside the block: MLflow's own copies again
+    assert not os.path.samefile(store / "v2/index", build / "index")
+
+
+def _seed(folder: Path, data: bytes) -> Path:
+    write(folder, {"index": data})
+    return folder

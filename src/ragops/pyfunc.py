@@ -195,11 +195,12 @@ def load_model(uri: str):
     """``mlflow.pyfunc.load_model(uri)`` without MLflow's dependency check, which maps every installed
     distribution to its modules first (about 0.5 s; the model checks its own pins when it loads), and,
     for a registry URI whose version lives in a local artifact store, loaded from that folder in place
-    rather than copied out of it first (the package is ~0.5 GB). A version in a remote store is downloaded into a
-    temporary folder removed when the process exits (MLflow's own would stay in the temporary directory)."""
-    local = local_model_path(uri)
-    if local or not uri.startswith("models:/"):
-        return mlflow.pyfunc.load_model(local or uri, suppress_warnings=True)
+    rather than copied out of it first (the package is ~0.5 GB). Any other URI that is not a folder here (a version
+    in a remote store, ``runs:/...``, ``s3://...``) is downloaded into a temporary folder removed when the process
+    exits (MLflow's own would stay in the temporary directory)."""
+    local = local_model_path(uri) or (uri if Path(uri.removeprefix("file://")).is_dir() else None)
+    if local:
+        return mlflow.pyfunc.load_model(local, suppress_warnings=True)
     dst = tempfile.mkdtemp(prefix="ragops-model-")
     atexit.register(shutil.rmtree, dst, ignore_errors=True)
     return mlflow.pyfunc.load_model(uri, dst_path=dst, suppress_warnings=True)

@@ -35,7 +35,7 @@ from ragops.io import read_json, write_json
 from ragops.pyfunc import log_pipeline_model
 from ragops.recovery import clean_stale_temp, failpoint, lock_path, private_tempdir, reconcile, registry_lock, run_tags
 from ragops.registry import versions as registry
-from ragops.registry.blobstore import dedup_tree, local_path
+from ragops.registry.blobstore import dedup_tree, link_or_copy, linked_local_copies, local_path
 from ragops.registry.gate import GateDecision, gate
 from ragops.registry.served_mode import choose_mode
 from ragops.registry.tracking import RegistryConfig, connect, experiment_id, lineage_tags, log_evaluation, resolve_store
@@ -98,7 +98,8 @@ def register(params: dict[str, Any], cfg: RegistryConfig, client, artifact_locat
                                  "register to release experiments)",
                        "aliases": registry.aliases(client, cfg.model_name)}
         else:
-            with private_tempdir("package") as tmp:
+            # MLflow's copies of the package are hard links until share_files gives the store its own inodes
+            with private_tempdir("package") as tmp, linked_local_copies():
                 parts = package_parts(params, Path(tmp))
                 config = pipeline_config(params, mode, cfg.k, stats.get("model_id")) | {"modes": list(carried)}
                 info = log_pipeline_model(parts, config, cfg.model_name)
@@ -130,7 +131,7 @@ def package_parts(params: dict[str, Any], tmp: Path) -> dict[str, Path | None]:
     onnx_dir = Path(params["embed"].get("onnx_dir", "~/.cache/ragops/onnx")).expanduser()
     if parts.get("reranker") is not None and config["rerank"]["backend"] == "onnx-int8":
         src = ensure_reranker_export(parts["reranker"], onnx_dir)
-        shutil.copytree(src, tmp / "onnx" / src.name)
+        shutil.copytree(src, tmp / "onnx" / src.name, copy_function=link_or_copy)
         parts["onnx"] = tmp / "onnx"
     if backend in ONNX_FILES:
         for key in ("embedder", "embedder_ft"):
@@ -143,8 +144,8 @@ def package_parts(params: dict[str, Any], tmp: Path) -> dict[str, Path | None]:
             dst = tmp / "onnx" / src.name
             dst.mkdir(parents=True, exist_ok=True)
             for name in ("meta.json", ONNX_FILES[backend]):
-                shutil.copy2(src / name, dst / name)
-            shutil.copytree(src / "tokenizer", dst / "tokenizer")
+                link_or_copy(src / name, dst / name)
+            shutil.copytree(src / "tokenizer", dst / "tokenizer", copy_function=link_or_copy)
             parts["onnx"] = tmp / "onnx"
     return parts
 
