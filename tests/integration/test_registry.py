@@ -9,6 +9,9 @@ test_served_package.py): v1 fusion.alpha=0.3 (0.92, first: champion), v2 alpha=0
 significant drop, blocked), v3 alpha=0.55 (0.95: better, promoted). v2 and v3 change no model, so their
 packages share v1's model files on disk (hard links to one blob per content hash). Last, `dvc exp run`
 logs a run and registers nothing.
+
+The same history serves two checks that need exactly these states: a fusion change re-runs only what reads
+fusion (v2, v3), and `ragops gate` as CI runs it on a pull request fails v2 against v1 and passes the reverse.
 """
 
 from __future__ import annotations
@@ -90,9 +93,16 @@ def history(tmp_path_factory: pytest.TempPathFactory, built_project: Path) -> di
     steps = {}
     for version, alpha in ((1, 0.3), (2, 0.0), (3, 0.55)):
         set_params(root, fusion__alpha=alpha)
+        status = set(json.loads(run(["dvc", "status", "--json"], root).stdout)) if version > 1 else None
         out = run(["dvc", "repro"], root, env={"ANTHROPIC_API_KEY": SECRET})
-        steps[version] = {"stdout": out.stdout, "registry": registry_json(root),
+        kept = root.parent / f"reports-v{version}"  # this version's evaluation, as CI keeps a base's
+        shutil.copytree(root / "reports", kept)
+        steps[version] = {"stdout": out.stdout, "registry": registry_json(root), "status": status, "reports": kept,
                           "metrics": json.loads((root / "reports/metrics.json").read_text())}
+        if version == 2:  # a pull request that set fusion.alpha 0: the gate CI runs on it, v1's evaluation the base
+            steps[2]["gate"] = run(["ragops", "gate", "--baseline", str(steps[1]["reports"] / "per_query.csv"),
+                                    "--baseline-metrics", str(steps[1]["reports"] / "metrics.json"),
+                                    "--report", str(kept / "gate.md")], root, check=False)
     return {"root": root, "steps": steps}
 
 
@@ -179,6 +189,37 @@ def test_better_challenger_is_promoted(history: dict) -> None:
     assert summary["aliases"] == {"champion": "3", "challenger": "3"}
     assert summary["decision"]["delta"] > 0 and "not lower" in summary["decision"]["reason"]
     assert client(history["root"]).get_model_version(MODEL, "3").tags["gate.decision"] == "promote"
+
+
+def test_a_fusion_change_reruns_only_what_reads_fusion(history: dict) -> None:
+    for version in (2, 3):  # fusion.alpha alone changed
+        step = history["steps"][version]
+        # fusion is packaged with the model, and the rag stage answers from the fused list; no model retrains
+        assert step["status"] == {"rag", "evaluate", "register"}, step["status"]
+        out = step["stdout"]
+        assert all(f"Running stage '{s}'" in out for s in ("rag", "evaluate", "register")), out
+        assert out.count("Running stage") == 3, out
+
+
+def test_ci_gate_fails_the_regression_and_passes_the_reverse(history: dict) -> None:
+    """`ragops gate` as .github/workflows/pipeline.yml runs it: the pull request's own outputs (v2: BM25 alone,
+    clearly worse than v1's hybrid) against the base's kept per-query scores and metrics; each side judged in the
+    mode it would serve (here registry.mode: hybrid), named in the report."""
+    steps = history["steps"]
+    worse = steps[2]["gate"]
+    assert worse.returncode == 1, worse.stdout + worse.stderr
+    assert "gate: FAIL" in worse.stdout
+    report = (steps[2]["reports"] / "gate.md").read_text()
+    assert "❌ fails" in report and "Queries whose ndcg@10 dropped most" in report
+    assert "| test | hybrid | ndcg@10 |" in report
+    assert "Served mode — base: `hybrid` (" in report
+    # the other way round: v1's hybrid outputs against the BM25-only baseline pass
+    v1 = steps[1]["reports"]
+    better = run(["ragops", "gate", "--baseline", str(steps[2]["reports"] / "per_query.csv"), "--candidate",
+                  str(v1 / "per_query.csv"), "--candidate-metrics", str(v1 / "metrics.json")], history["root"],
+                 check=False)
+    assert better.returncode == 0, better.stdout + better.stderr
+    assert "gate: PASS" in better.stdout
 
 
 def test_models_lists_versions_aliases_and_scores(history: dict) -> None:
