@@ -72,3 +72,18 @@ def test_logging_links_then_the_store_owns_its_inodes(tmp_path: Path) -> None:
 def _seed(folder: Path, data: bytes) -> Path:
     write(folder, {"index": data})
     return folder
+
+
+def test_link_or_copy_copies_where_the_file_system_cannot_link(tmp_path: Path, monkeypatch) -> None:
+    """Another device (a tmpfs TMPDIR beside the project's disk): a copy, and the block still logs."""
+    import errno
+
+    from ragops.registry import blobstore
+
+    def cross_device(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    write(tmp_path / "a", {"f": b"data"})
+    monkeypatch.setattr(blobstore.os, "link", cross_device)
+    blobstore.link_or_copy(tmp_path / "a/f", tmp_path / "b")
+    assert (tmp_path / "b").read_bytes() == b"data" and not os.path.samefile(tmp_path / "a/f", tmp_path / "b")
