@@ -107,7 +107,7 @@ def test_training_never_reads_the_evaluation_claims(claims, titles, encoder, enc
     # identical. Small fits (a prefix of the module's sample, whose vectors the run's `encode` cache holds once
     # its fit has run; one epoch): the property does not depend on the size, and that fit is not repeated.
     sentences, train, test = claims
-    train, test = train[:60], test[:16]
+    train, test = train[:40], test[:12]
     flip = {"SUPPORT": "CONTRADICT", "CONTRADICT": "NEI", "NEI": "SUPPORT"}
     cfg = TrainConfig(folds=3, cross_encoder=replace(TINY_CE, epochs=1, corpus_claims=10))
     fits = [

@@ -66,12 +66,13 @@ def copy_project(dest: Path, cache_dir: Path, profile: str = "tiny") -> Path:
 STORE = ("mlflow.db", "mlartifacts", "mlruns")
 
 
-def clone_build(src: Path, dest: Path, fresh_store: bool = False) -> Path:
+def clone_build(src: Path, dest: Path, fresh_store: bool = False, skip: tuple[str, ...] = ()) -> Path:
     """A private copy of a built project (outputs, dvc.lock, git, the MLflow store), for a test that changes
     it; the shared build stays as the other tests read it. DVC's cache files and the registry's artifacts are
     immutable (DVC replaces, never rewrites, a cache file; MLflow writes an artifact once, and the blob store
     shares its files by hard links already): they are hard-linked (the store's ~0.5 GB a version: ~4 s of
-    copying saved per copy), the rest copied; DVC's own temporary state is left behind."""
+    copying saved per copy), the rest copied; DVC's own temporary state is left behind, and so are the top-level
+    entries named in ``skip``."""
     immutable = (f"{os.sep}.dvc{os.sep}cache{os.sep}", f"{src}{os.sep}mlartifacts{os.sep}")
 
     def link_cache(s: str, d: str) -> None:
@@ -81,8 +82,10 @@ def clone_build(src: Path, dest: Path, fresh_store: bool = False) -> Path:
             shutil.copy2(s, d)
 
     def ignore(folder: str, names: list[str]) -> set[str]:
-        skip = {"tmp"} if Path(folder) == src / ".dvc" else set()
-        return skip | ({n for n in names if n in STORE} if fresh_store and Path(folder) == src else set())
+        dropped = {"tmp"} if Path(folder) == src / ".dvc" else set()
+        if Path(folder) != src:
+            return dropped
+        return dropped | ({n for n in names if n in STORE} if fresh_store else set()) | (set(skip) & set(names))
 
     shutil.copytree(src, dest, symlinks=True, ignore=ignore, copy_function=link_cache)
     return dest

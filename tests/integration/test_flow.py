@@ -261,7 +261,7 @@ def test_stopping_the_server_process_leaves_the_schedule_active(prefect: Prefect
 
 def test_a_failing_stage_fails_the_flow_with_its_message(prefect: Prefect, project: Path, tmp_path: Path) -> None:
     root = tmp_path / "broken"
-    shutil.copytree(project, root, ignore=shutil.ignore_patterns(".dvc-remote", "tmp"))
+    clone_build(project, root, skip=(".dvc-remote",))
     corpus = root / "data/raw/scifact/corpus.jsonl.gz"
     lines = gzip.open(corpus, "rt", encoding="utf-8").read().splitlines()
     lines[2] = '{"_id": "broken", "text": '  # line 3: cut short
