@@ -118,8 +118,9 @@ class _LinkingShutil:
 def linked_local_copies() -> Iterator[None]:
     """Within this block, MLflow's local artifact repository links instead of copying: the staging of each
     artifact while a model is saved (``_download_file``) and the model's copy into a local store
-    (``log_artifacts``). A package of ~0.5 GB (tiny profile) then logs in ~2.5 s less, and a killed logging
-    leaves links, not a copy, in the temporary folder. Only that repository's module is changed (MLflow's other
+    (``log_artifacts``). On the tiny profile's ~0.5 GB package a register spends 0.82 s of system time against
+    1.27 s with MLflow's copies (4 interleaved rounds), and a killed logging leaves links, not a copy, in the
+    temporary folder. Only that repository's module is changed (MLflow's other
     copies, such as the ``code/`` folder's, stay copies); a local store's version folder must go through
     :func:`dedup_tree` afterwards, which unshares every inode (stages/register.py does)."""
     from mlflow.store.artifact import local_artifact_repo as repo
