@@ -48,7 +48,8 @@ def test_logging_links_then_the_store_owns_its_inodes(tmp_path: Path) -> None:
     big, known = os.urandom(3 * MIN_BYTES), os.urandom(2 * MIN_BYTES)
     build, store, blobs, staged = tmp_path / "build", tmp_path / "store", tmp_path / "blobs", tmp_path / "staged"
     write(build, {"model/weights": big, "model/config.json": b"{}", "index": known})
-    dedup_tree(_seed(tmp_path / "old", known), blobs)  # an earlier version already holds `index`
+    write(tmp_path / "old", {"index": known})
+    dedup_tree(tmp_path / "old", blobs)  # an earlier version already holds `index`
     repo = LocalArtifactRepository(str(store))
     staged.mkdir()
     with linked_local_copies():
@@ -69,13 +70,8 @@ def test_logging_links_then_the_store_owns_its_inodes(tmp_path: Path) -> None:
     assert not os.path.samefile(store / "v2/index", build / "index")
 
 
-def _seed(folder: Path, data: bytes) -> Path:
-    write(folder, {"index": data})
-    return folder
-
-
 def test_link_or_copy_copies_where_the_file_system_cannot_link(tmp_path: Path, monkeypatch) -> None:
-    """Another device (a tmpfs TMPDIR beside the project's disk): a copy, and the block still logs."""
+    """Another device (a tmpfs TMPDIR beside the project's disk): a copy instead of a link."""
     import errno
 
     from ragops.registry import blobstore

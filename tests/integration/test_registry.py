@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from ragops.harness import background, free_port
+from ragops.registry.blobstore import link_or_copy
 
 from .conftest import clone_build, run
 
@@ -287,13 +288,7 @@ def cold_onnx_dir(root: Path, folder: Path) -> str:
 
     built = Path(yaml.safe_load((root / "params.yaml").read_text())["embed"]["onnx_dir"]).expanduser()
     missing = export_dir(built, model_fingerprint(root / "models/embedder")).name
-    def link(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:  # another file system (a tmpfs /tmp)
-            shutil.copy2(src, dst)
-
-    shutil.copytree(built, folder, copy_function=link, ignore=lambda d, names: {missing} & set(names))
+    shutil.copytree(built, folder, copy_function=link_or_copy, ignore=lambda d, names: {missing} & set(names))
     return missing
 
 

@@ -98,11 +98,7 @@ def link_or_copy(src: str | Path, dst: str | Path) -> None:
 
 
 def _link_tree(src_dir: str, dst_dir: str) -> None:
-    for folder, _, names in os.walk(src_dir):
-        target = os.path.join(dst_dir, os.path.relpath(folder, src_dir))
-        os.makedirs(target, exist_ok=True)
-        for name in names:
-            link_or_copy(os.path.join(folder, name), os.path.join(target, name))
+    shutil.copytree(src_dir, dst_dir, copy_function=link_or_copy, dirs_exist_ok=True)
 
 
 class _LinkingShutil:
