@@ -123,6 +123,32 @@ def test_no_train_judgments_writes_markers_and_falls_back(tmp_path: Path) -> Non
     assert training_record(params["paths"]["embedder"])["reason"].startswith("disabled")
 
 
+def test_a_training_device_the_machine_lacks_stops_before_any_work(tmp_path: Path, monkeypatch) -> None:
+    """train.<model>.device: a CUDA device where torch sees none is a clear error naming the key, raised before
+    the stage reads the corpus or loads a model (the paths below do not exist); the CPU passes."""
+    import torch
+
+    from ragops.encode.models import checked_device
+    from ragops.errors import ConfigError
+    from ragops.stages import train_embedder, train_reranker
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a GPU machine
+    pd.DataFrame({"query_id": ["q1"], "doc_id": ["d1"], "score": [1], "split": ["train"]}).to_parquet(
+        tmp_path / "qrels.parquet")
+    pd.DataFrame({"query_id": ["q1"], "text": ["a question"]}).to_parquet(tmp_path / "queries.parquet")
+    paths = {name: str(tmp_path / name) for name in ("embedder", "reranker", "chunks", "docs", "embeddings")}
+    params = {
+        "seed": 1, "embed": {"model": "all-MiniLM-L6-v2"}, "train": {"retrain": "always"},
+        "paths": {**paths, "qrels": str(tmp_path / "qrels.parquet"), "queries": str(tmp_path / "queries.parquet")},
+    }
+    for name, stage in (("embedder", train_embedder), ("reranker", train_reranker)):
+        params["train"][name] = {"enabled": True, "device": "cuda:0"}
+        with pytest.raises(ConfigError, match=rf"^train\.{name}\.device is 'cuda:0' but torch sees no CUDA device$"):
+            stage.main(params)
+        assert not (tmp_path / name).exists()
+    assert checked_device("cpu", "train.embedder.device") == "cpu"
+
+
 def test_pool_score_ranks_each_pool_by_its_best_chunk() -> None:
     """The embedder's dev score (rerank_pool_score): a document scores by its closest chunk (MaxP), only
     the pool's documents count, and the metric is computed over the ranked pools."""

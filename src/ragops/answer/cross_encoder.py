@@ -25,7 +25,6 @@ import numpy as np
 
 from ragops.answer.grounding_data import LABELS, Pair
 from ragops.answer.negate import add_negation, negate, swap_aligned
-from ragops.errors import ConfigError
 
 CE_DIR = "cross_encoder"
 HEAD_FILE = "head.safetensors"
@@ -191,11 +190,10 @@ def train_cross_encoder(
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from ragops.encode.models import offline_env
+    from ragops.encode.models import checked_device, offline_env
 
     offline_env()
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"grounding.cross_encoder.device is {cfg.device!r} but torch sees no CUDA device")
+    checked_device(cfg.device, "grounding.cross_encoder.device")
     torch.set_num_threads(max(1, cfg.threads))
     torch.manual_seed(cfg.seed)
     encoder = AutoModel.from_pretrained(str(base_path), local_files_only=True)

@@ -70,6 +70,19 @@ def load_tokenizer(name: str):
     return AutoTokenizer.from_pretrained(str(resolve_model(name)), local_files_only=True)
 
 
+def checked_device(device: str, setting: str) -> str:
+    """``device`` when this machine's torch can run on it; otherwise a :class:`ConfigError` that names the params
+    key ``setting`` (a CUDA device where torch sees none), before any work starts."""
+    import torch
+
+    kind = device.split(":", 1)[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{setting} is {device!r} but torch sees no CUDA device")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{setting} is {device!r} but torch sees no MPS device")
+    return device
+
+
 def load_sentence_transformer(name: str, device: str = "cpu"):
     offline_env()
     from sentence_transformers import SentenceTransformer

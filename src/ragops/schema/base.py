@@ -11,6 +11,8 @@ Unit = Annotated[float, Field(ge=0, le=1)]
 Pos = Annotated[int, Field(ge=1)]
 NonNeg = Annotated[int, Field(ge=0)]
 NonNegF = Annotated[float, Field(ge=0)]
+# a torch device: cpu, cuda, cuda:<index>, mps (whether the machine has it is checked where a model loads)
+Device = Annotated[str, Field(pattern=r"^(cpu|cuda(:[0-9]+)?|mps)$")]
 Mode = Literal["bm25", "dense", "hybrid", "dense_ft", "hybrid_ft", "hybrid_rerank", "hybrid_ft_rerank"]
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from ragops.schema.base import Mode, NonNeg, NonNegF, Pos, Section, Unit
+from ragops.schema.base import Device, Mode, NonNeg, NonNegF, Pos, Section, Unit
 
 
 class Data(Section):
@@ -64,7 +64,7 @@ class Embed(Section):
     batch_size: Pos
     block_size: Pos
     cache_dir: str
-    device: str
+    device: Device
     dask: str
     backend: Literal["torch", "onnx", "onnx-int8"]
     query_backend: Literal["same", "torch", "onnx", "onnx-int8"]
@@ -132,6 +132,7 @@ class TrainEmbedder(Section):
     max_seq_length: Pos
     dev_pool: Pos
     max_steps: NonNeg
+    device: Device
 
 
 class TrainReranker(Section):
@@ -149,6 +150,7 @@ class TrainReranker(Section):
     max_length: Annotated[int, Field(ge=8)]
     dev_n: Pos
     max_steps: NonNeg
+    device: Device
 
 
 class Tune(Section):

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from ragops.schema.base import Mode, NonNeg, NonNegF, Pos, Section, Unit
+from ragops.schema.base import Device, Mode, NonNeg, NonNegF, Pos, Section, Unit
 
 
 class Registry(Section):
@@ -105,7 +105,7 @@ class CrossEncoder(Section):
     max_length: Annotated[int, Field(ge=8)]
     top_k: Pos
     threads: NonNeg
-    device: str
+    device: Device
     corpus_claims: NonNeg
     corpus_source: Literal["titles", "clauses", "both"]
     corpus_nei: bool

@@ -44,9 +44,10 @@ def main(params: dict[str, Any]) -> None:
     if started is None:
         return
     positives, key, text_of = started
-    from ragops.encode.models import load_sentence_transformer
+    from ragops.encode.models import checked_device, load_sentence_transformer
 
     paths, cfg, seed = params["paths"], params["train"]["embedder"], int(params["seed"])
+    device = checked_device(str(cfg["device"]), "train.embedder.device")
     chunks = pd.read_parquet(paths["chunks"], columns=["doc_id", "text"])
     doc_rows = chunks.groupby("doc_id").indices
     retriever = load_retriever(params)
@@ -69,7 +70,7 @@ def main(params: dict[str, Any]) -> None:
     n_neg = min(len(ds) - 1 for ds in docs_of)
     log.info("%d examples from %d train queries, %d hard negatives each", len(examples), len(qids), n_neg)
 
-    model = load_sentence_transformer(params["embed"]["model"])
+    model = load_sentence_transformer(params["embed"]["model"], device=device)
     model.max_seq_length = int(cfg["max_seq_length"])
     dev_score, dev_untrained = dev_scorer(params, retriever, text_of, chunks, chunk_vecs, int(cfg["dev_pool"]))
     tcfg = train_config(cfg, seed)

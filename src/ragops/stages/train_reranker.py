@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ragops.dagdeps import training_code
-from ragops.encode.models import resolve_model
+from ragops.encode.models import checked_device, resolve_model
 from ragops.eval.evaluation import as_run, qrels_for_split
 from ragops.eval.metrics import mean_metrics
 from ragops.io import atomic_dir, write_json
@@ -38,8 +38,9 @@ def main(params: dict[str, Any]) -> None:
     if started is None:
         return
     positives, key, text_of = started
-    docs = pd.read_parquet(params["paths"]["docs"])
     paths, cfg, seed = params["paths"], params["train"]["reranker"], int(params["seed"])
+    device = checked_device(str(cfg["device"]), "train.reranker.device")
+    docs = pd.read_parquet(paths["docs"])
     passage = {d: doc_passage(t, x) for d, t, x in zip(docs["doc_id"], docs["title"], docs["text"], strict=True)}
     retriever = load_retriever(params)
     qids = sorted(positives)
@@ -54,7 +55,7 @@ def main(params: dict[str, Any]) -> None:
         log.info("%d more groups: corpus titles as queries for their own abstracts", len(extra_q))
         queries, groups = queries + extra_q, groups + extra_groups
 
-    model, tok = init_cross_encoder(resolve_model(params["embed"]["model"]), seed, int(cfg.get("layers", 0)))
+    model, tok = init_cross_encoder(resolve_model(params["embed"]["model"]), seed, int(cfg.get("layers", 0)), device)
     max_length = int(cfg["max_length"])
     dev_score = dev_scorer(params, retriever, text_of, passage, tok, max_length)
     result = train_cross_encoder(model, tok, queries, groups, max_length, train_config(cfg, seed), dev_score)
@@ -113,7 +114,7 @@ def dev_scorer(params, retriever, text_of, passage: dict[str, str], tok, max_len
                     padding=True,
                     return_tensors="pt",
                 )
-                out.append(rerank_hits(h, model(**feats).logits[:, 0].float().numpy()))
+                out.append(rerank_hits(h, model(**feats.to(model.device)).logits[:, 0].float().cpu().numpy()))
         return mean_metrics(dev, as_run(qids, out), ["ndcg@10"])["ndcg@10"]
 
     return score

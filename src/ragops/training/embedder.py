@@ -140,15 +140,17 @@ def mnrl_step(
     ``mask[i, j]`` True where passage j is relevant to query i but is not its target."""
     import torch
 
+    device = model.device  # the batch goes where the model is (train.embedder.device)
+
     def embed(texts: Sequence[str]):
-        feats = model.tokenize(list(texts))
+        feats = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in model.tokenize(list(texts)).items()}
         return model(feats)["sentence_embedding"]
 
     q = torch.nn.functional.normalize(embed(queries), dim=-1)
     p = torch.nn.functional.normalize(embed(passages), dim=-1)
     logits = scale * q @ p.T
-    logits = logits.masked_fill(torch.as_tensor(mask), float("-inf"))
-    loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(queries)))
+    logits = logits.masked_fill(torch.as_tensor(mask, device=device), float("-inf"))
+    loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(queries), device=device))
     loss.backward()
     return float(loss.detach())
 

@@ -16,10 +16,10 @@ import numpy as np
 from ragops.training.embedder import TrainConfig, TrainResult, fit_with_selection, set_seed
 
 
-def init_cross_encoder(base_path: str | Path, seed: int, layers: int = 0):
-    """(model, tokenizer): the base folder's encoder with a seeded, new 1-logit classification head;
-    ``layers`` > 0 keeps only its first ``layers`` transformer layers (a shallower, faster reranker, like the
-    2- and 4-layer MiniLM cross-encoders; 0 keeps them all)."""
+def init_cross_encoder(base_path: str | Path, seed: int, layers: int = 0, device: str = "cpu"):
+    """(model, tokenizer): the base folder's encoder with a seeded, new 1-logit classification head, on torch
+    ``device``; ``layers`` > 0 keeps only its first ``layers`` transformer layers (a shallower, faster reranker,
+    like the 2- and 4-layer MiniLM cross-encoders; 0 keeps them all)."""
     from ragops.encode.models import offline_env
 
     offline_env()
@@ -32,7 +32,7 @@ def init_cross_encoder(base_path: str | Path, seed: int, layers: int = 0):
     if 0 < layers < len(encoder.layer):
         encoder.layer = encoder.layer[:layers]
         model.config.num_hidden_layers = layers  # saved with the model: it loads back with these layers
-    return model, tok
+    return model.to(device), tok
 
 
 def train_cross_encoder(
@@ -54,8 +54,8 @@ def train_cross_encoder(
         qs = [queries[i] for i in b for _ in range(n)]
         ps = [groups[i][j] for i in b for j in range(n)]
         feats = tokenizer(qs, ps, truncation="longest_first", max_length=max_length, padding=True, return_tensors="pt")
-        logits = model(**feats).logits[:, 0].view(len(b), n)
-        loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(b), dtype=torch.long))
+        logits = model(**feats.to(model.device)).logits[:, 0].view(len(b), n)
+        loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(b), dtype=torch.long, device=logits.device))
         loss.backward()
         return float(loss.detach())
 
