@@ -16,11 +16,10 @@ import pandas as pd
 from ragops.dagdeps import training_code
 from ragops.eval.evaluation import qrels_for_split
 from ragops.io import atomic_dir, read_npy, write_json
-from ragops.retrieval.load import load_retriever
 from ragops.timing import run_stage
-from ragops.training.data import best_chunk_rows, build_examples, interleave
+from ragops.training.data import best_chunk_rows, interleave
 from ragops.training.embedder import TrainConfig, rerank_pool_score, train_bi_encoder
-from ragops.training.stage import MARKER, marker, mined_runs, start
+from ragops.training.stage import MARKER, marker, start
 
 log = logging.getLogger("ragops.train_embedder")
 # the training code, part of the training key: every file this stage runs (its dvc.yaml code deps)
@@ -40,20 +39,16 @@ def train_config(cfg: dict[str, Any], seed: int) -> TrainConfig:
 
 
 def main(params: dict[str, Any]) -> None:
-    started = start(params, "embedder", CODE)
-    if started is None:
+    job = start(params, "embedder", CODE)
+    if job is None:
         return
-    positives, key, text_of = started
-    from ragops.encode.models import checked_device, load_sentence_transformer
+    from ragops.encode.models import load_sentence_transformer
 
-    paths, cfg, seed = params["paths"], params["train"]["embedder"], int(params["seed"])
-    device = checked_device(str(cfg["device"]), "train.embedder.device")
-    chunks = pd.read_parquet(paths["chunks"], columns=["doc_id", "text"])
+    chunks = pd.read_parquet(params["paths"]["chunks"], columns=["doc_id", "text"])
     doc_rows = chunks.groupby("doc_id").indices
-    retriever = load_retriever(params)
-    qids = sorted(positives)
-    runs = mined_runs(retriever, text_of, qids)
-    examples = build_examples(positives, runs, int(cfg["negatives"]), int(cfg["skip_top"]), int(cfg["neg_pool"]), seed)
+    paths, positives, key, text_of = params["paths"], job.positives, job.key, job.text_of
+    cfg, seed, device = job.cfg, job.seed, job.device
+    retriever, qids, examples = job.retriever, job.qids, job.examples
     # Each doc is read through its chunk closest to the query under the base model (MaxP's chunk).
     qpos = {q: i for i, q in enumerate(qids)}
     qvecs = retriever.encode([text_of[q] for q in qids])

@@ -15,18 +15,17 @@ import numpy as np
 import pandas as pd
 
 from ragops.dagdeps import training_code
-from ragops.encode.models import checked_device, resolve_model
+from ragops.encode.models import resolve_model
 from ragops.eval.evaluation import as_run, qrels_for_split
 from ragops.eval.metrics import mean_metrics
 from ragops.io import atomic_dir, write_json
-from ragops.retrieval.load import load_retriever
 from ragops.retrieval.records import Hits
 from ragops.retrieval.rerank import doc_passage, rerank_hits
 from ragops.stages.train_embedder import train_config
 from ragops.timing import run_stage
 from ragops.training.data import build_examples, interleave
 from ragops.training.reranker import init_cross_encoder, train_cross_encoder
-from ragops.training.stage import MARKER, marker, mined_runs, start
+from ragops.training.stage import MARKER, marker, start
 
 log = logging.getLogger("ragops.train_reranker")
 # the training code, part of the training key: every file this stage runs (its dvc.yaml code deps)
@@ -34,18 +33,13 @@ CODE = training_code("train_reranker")
 
 
 def main(params: dict[str, Any]) -> None:
-    started = start(params, "reranker", CODE)
-    if started is None:
+    job = start(params, "reranker", CODE)
+    if job is None:
         return
-    positives, key, text_of = started
-    paths, cfg, seed = params["paths"], params["train"]["reranker"], int(params["seed"])
-    device = checked_device(str(cfg["device"]), "train.reranker.device")
-    docs = pd.read_parquet(paths["docs"])
+    docs = pd.read_parquet(params["paths"]["docs"])
     passage = {d: doc_passage(t, x) for d, t, x in zip(docs["doc_id"], docs["title"], docs["text"], strict=True)}
-    retriever = load_retriever(params)
-    qids = sorted(positives)
-    runs = mined_runs(retriever, text_of, qids)
-    examples = build_examples(positives, runs, int(cfg["negatives"]), int(cfg["skip_top"]), int(cfg["neg_pool"]), seed)
+    paths, key, text_of, cfg, seed, device = params["paths"], job.key, job.text_of, job.cfg, job.seed, job.device
+    retriever, qids, examples = job.retriever, job.qids, job.examples
     n = min(len(ex.negatives) for ex in examples) + 1
     queries = [text_of[ex.query_id] for ex in examples]
     groups = [[passage[ex.positive], *(passage[d] for d in ex.negatives)][:n] for ex in examples]

@@ -1,5 +1,5 @@
-"""What the two retrieval training stages (train_embedder, train_reranker) share: whether to train at all,
-the hard-negative runs they mine from, and the marker a trained model carries."""
+"""What the two retrieval training stages (train_embedder, train_reranker) share: whether to train at all and
+on which device, the examples with hard negatives they mine, and the marker a trained model carries."""
 
 from __future__ import annotations
 
@@ -10,19 +10,30 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from ragops.training.artifacts import MARKER, file_sha256, reusable, training_key, write_skipped
-from ragops.training.data import train_positives
+from ragops.training.data import Example, build_examples, train_positives
 
 
 class Started(NamedTuple):
     positives: dict[str, set[str]]  # train query id -> its relevant doc ids
     key: str  # the training key the model will carry
     text_of: pd.Series  # query id -> query text
+    cfg: dict[str, Any]  # train.<name>
+    seed: int
+    device: str  # train.<name>.device, one torch sees
+    retriever: Any  # the base retriever (ragops.retrieval.load.load_retriever)
+    qids: list[str]  # the train queries, sorted
+    examples: list[Example]  # each judged (query, document) pair with its hard negatives (``mine``)
 
 
 def start(params: dict[str, Any], name: str, code: Sequence) -> Started | None:
     """What training model ``name`` (``train.<name>``, saved at ``paths.<name>``) starts from, or None when
     there is nothing to train: disabled or no train judgments (a skipped marker is written), or a model
-    whose training key is unchanged is kept (``train.retrain: on_train_change``)."""
+    whose training key is unchanged is kept (``train.retrain: on_train_change``). A device the machine lacks
+    (``train.<name>.device``) is a ConfigError here, before the corpus is read or a model loaded. Otherwise the
+    base retriever mines the examples (``mine``)."""
+    from ragops.encode.models import checked_device
+    from ragops.retrieval.load import load_retriever
+
     log = logging.getLogger(f"ragops.train_{name}")
     paths, cfg = params["paths"], params["train"][name]
     positives = train_positives(pd.read_parquet(paths["qrels"]))
@@ -36,7 +47,19 @@ def start(params: dict[str, Any], name: str, code: Sequence) -> Started | None:
         log.info("%s kept: its training key is unchanged (train.retrain: on_train_change; RAGOPS_RETRAIN=1 "
                  "retrains)", name)
         return None
-    return Started(positives, key, pd.read_parquet(paths["queries"]).set_index("query_id")["text"])
+    device = checked_device(str(cfg["device"]), f"train.{name}.device")
+    text_of = pd.read_parquet(paths["queries"]).set_index("query_id")["text"]
+    retriever, qids, seed = load_retriever(params), sorted(positives), int(params["seed"])
+    return Started(positives, key, text_of, cfg, seed, device, retriever, qids,
+                   mine(retriever, positives, text_of, qids, cfg, seed))
+
+
+def mine(retriever, positives: dict[str, set[str]], text_of, qids: Sequence[str], cfg: dict[str, Any],
+         seed: int) -> list[Example]:
+    """Each judged (query, document) pair of ``qids`` with ``cfg["negatives"]`` hard negatives drawn (seeded)
+    from the query's base dense and BM25 lists, past their first ``skip_top``, among the first ``neg_pool``."""
+    return build_examples(positives, mined_runs(retriever, text_of, qids), int(cfg["negatives"]), int(cfg["skip_top"]),
+                          int(cfg["neg_pool"]), seed)
 
 
 def mined_runs(retriever, text_of, qids: Sequence[str]) -> dict[str, list]:
@@ -64,4 +87,4 @@ def marker(params: dict[str, Any], name: str, key: str, result, **counts: Any) -
     }
 
 
-__all__ = ["MARKER", "Started", "marker", "mined_runs", "start"]
+__all__ = ["MARKER", "Started", "marker", "mine", "mined_runs", "start"]
