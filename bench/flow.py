@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 from _common import REPO, machine, machine_line, python_env, write_result, write_section
 
-from ragops.harness import Service, free_port, start
+from ragops.harness import Service, copy_files, free_port, start
 
 FILES = ["dvc.yaml", "params.yaml", "src", "flows", ".dvc/config", ".dvc/.gitignore", ".dvcignore",
          "data/raw/scifact.dvc", "data/raw/.gitignore"]
@@ -66,13 +66,7 @@ def measured(cmd: list[str], cwd: Path, environ: dict[str, str]) -> dict:
 
 
 def setup_project(root: Path, mirror: Path, environ: dict[str, str], max_docs: int) -> None:
-    for name in FILES:
-        src, dst = REPO / name, root / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, dst)
+    copy_files(REPO, FILES, root)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["embed"]["cache_dir"] = str(root / "embcache")
     params["prepare"]["max_docs"] = max_docs

@@ -2,14 +2,15 @@
 process group and waited for until it answers, and stopped gracefully (then killed, with whatever it spawned).
 
 The one harness both import (issue 19): a server started by a benchmark is started, waited for and
-stopped exactly as the integration tests do it. Nothing here runs at import time; nothing in the
-pipeline imports it.
+stopped exactly as the integration tests do it, and a project copy is made of the same files. Nothing
+here runs at import time; nothing in the pipeline imports it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,18 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+
+def copy_files(repo: Path, names: Sequence[str], dest: Path) -> None:
+    """``names`` (files and folders of ``repo``) copied to the same places under ``dest``, without bytecode caches
+    or egg-info: a project copy made of what a clone holds (the tests' and the benchmarks' project copies)."""
+    for name in names:
+        src, target = repo / name, dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, target)
 
 
 class ServiceError(RuntimeError):

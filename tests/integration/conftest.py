@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from ragops.config import merge
+from ragops.harness import copy_files
 from tests.conftest import shared_root, thread_share
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,14 +38,7 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 1200,
 
 
 def copy_project(dest: Path, cache_dir: Path, profile: str = "tiny") -> Path:
-    for name in PROJECT_FILES:
-        src = REPO / name
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, target)
+    copy_files(REPO, PROJECT_FILES, dest)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     override = yaml.safe_load((dest / "tests" / "profiles" / f"{profile}.yaml").read_text())
     params = merge(params, override)

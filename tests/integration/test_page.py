@@ -18,7 +18,7 @@ import pytest
 
 from tests.fake_anthropic import FakeAnthropic, Step
 
-from .test_serve import TOKEN, Server, serve_params
+from .test_serve import TOKEN, Server, judging_server, serve_params
 
 pytestmark = pytest.mark.integration
 CHROMIUM = "/usr/bin/chromium"
@@ -36,12 +36,7 @@ ARGS = [
 
 @pytest.fixture(scope="module")
 def page_server(built_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    dest = tmp_path_factory.mktemp("serve-page")  # judgments go here, never into the shared build's data/
-    params = serve_params(built_project, dest, data={"judgments": str(dest / "judged")})
-    server = Server(built_project, ["--model", "local", "--params", str(params)], {"RAGOPS_API_TOKEN": TOKEN})
-    server.judgments = dest / "judged" / "judgments.jsonl"
-    yield server
-    server.stop()
+    yield from judging_server(built_project, tmp_path_factory.mktemp("serve-page"))
 
 
 def test_search_page_in_a_real_browser(page_server: Server, tmp_path_factory: pytest.TempPathFactory) -> None:

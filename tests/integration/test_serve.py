@@ -91,14 +91,19 @@ class Server:
         self.service.stop(timeout=30)
 
 
-@pytest.fixture(scope="module")
-def local_server(built_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    dest = tmp_path_factory.mktemp("serve-local")  # judgments go here, never into the shared build's data/
+def judging_server(built_project: Path, dest: Path) -> Iterator[Server]:
+    """`ragops serve` of the shared build's local outputs behind TOKEN, its judgments written in ``dest`` (never
+    into the shared build's data/) at ``server.judgments``; stopped when the fixture ends."""
     params = serve_params(built_project, dest, data={"judgments": str(dest / "judged")})
     server = Server(built_project, ["--model", "local", "--params", str(params)], {"RAGOPS_API_TOKEN": TOKEN})
     server.judgments = dest / "judged" / "judgments.jsonl"
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def local_server(built_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from judging_server(built_project, tmp_path_factory.mktemp("serve-local"))
 
 
 def auth(token: str = TOKEN) -> dict[str, str]:
