@@ -143,7 +143,8 @@ def mnrl_step(
     device = model.device  # the batch goes where the model is (train.embedder.device)
 
     def embed(texts: Sequence[str]):
-        feats = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in model.tokenize(list(texts)).items()}
+        feats = model.preprocess(list(texts))  # sentence-transformers' tokenization (`tokenize` is deprecated)
+        feats = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in feats.items()}
         return model(feats)["sentence_embedding"]
 
     q = torch.nn.functional.normalize(embed(queries), dim=-1)
