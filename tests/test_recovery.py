@@ -63,6 +63,33 @@ def test_reconcile_finishes_what_a_killed_register_left(store) -> None:
     assert recovery.reconcile(client, exp, name) == {"runs_marked_killed": [], "versions_deleted": []}
 
 
+def test_a_dropped_version_takes_its_logged_model_and_its_files(store) -> None:
+    """MLflow 3 registers a logged model (source ``models:/m-...``; search results carry no ``model_id``): the
+    killed register's logged model is deleted with its version, and in a local store its files go (they would
+    stay, linked to the build's outputs, until `mlflow gc`), never the files it was logged from."""
+    from ragops.registry.blobstore import local_path
+
+    client, exp, tmp = store
+    name = "toy"
+    run = client.create_run(exp, tags={"ragops.stage": "register"})
+    client.set_terminated(run.info.run_id, status="KILLED")
+    model = client.create_logged_model(exp, name="pipeline", source_run_id=run.info.run_id)
+    package = tmp / "package"
+    package.mkdir()
+    (package / "weights.bin").write_bytes(b"w" * 64)
+    client.log_model_artifacts(model.model_id, str(package))
+    client.create_registered_model(name)
+    version = client.create_model_version(name, source=f"models:/{model.model_id}", run_id=run.info.run_id,
+                                          model_id=model.model_id)
+    folder = local_path(client.get_model_version_download_uri(name, version.version))
+    assert folder is not None and (folder / "weights.bin").is_file() and folder.parent.name == model.model_id
+    assert recovery.logged_model_id(version.source) == model.model_id
+    assert recovery.reconcile(client, exp, name)["versions_deleted"] == [str(version.version)]
+    assert not folder.parent.exists() and (package / "weights.bin").read_bytes() == b"w" * 64
+    assert model.model_id not in {m.model_id for m in client.search_logged_models([exp])}
+    assert recovery.logged_model_id(str(package)) is None and recovery.logged_model_id(None) is None
+
+
 def test_the_lock_serialises_writers_and_names_the_holder(tmp_path: Path) -> None:
     lock = recovery.lock_path(f"sqlite:///{tmp_path}/mlflow.db", tmp_path)
     assert lock == tmp_path / "mlflow.db.lock"

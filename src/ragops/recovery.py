@@ -32,6 +32,7 @@ from typing import Any
 
 from ragops.errors import RagopsError
 from ragops.io import pid_alive
+from ragops.registry.blobstore import local_path
 
 log = logging.getLogger("ragops.recovery")
 PID_TAG, HOST_TAG = "ragops.pid", "ragops.host"
@@ -113,17 +114,38 @@ def reconcile(client, experiment_id: str, model_name: str) -> dict[str, Any]:
         run = _run(client, v.run_id)  # only a version a `register` run made and did not finish
         if run is not None and run.data.tags.get("ragops.stage") == "register" and run.info.status in ("KILLED",
                                                                                                     "FAILED"):
-            client.delete_model_version(model_name, v.version)
+            drop_version(client, model_name, v)
             deleted.append(str(v.version))
-            model_id = getattr(v, "model_id", None)
-            if model_id:
-                with contextlib.suppress(Exception):
-                    client.delete_logged_model(model_id)
     done = {"runs_marked_killed": killed, "versions_deleted": deleted}
     if killed or deleted:
         log.warning("recovered from an interrupted register: runs %s marked KILLED, versions %s deleted "
                     "(created but never gated)", killed or "none", deleted or "none")
     return done
+
+
+def drop_version(client, model_name: str, version) -> None:
+    """Delete ``version`` and the logged model a `register` made for it (MLflow 3: the version's source is
+    ``models:/<model id>``; search results leave ``model_id`` empty). Deleting a logged model only marks it,
+    and its files, hard links to the build's outputs until `register` gives the store its own copies, would
+    stay until `mlflow gc`: in a local store its folder goes now (only a folder laid out as a logged model's,
+    ``.../<model id>/artifacts``, never a path someone registered by hand)."""
+    folder = None
+    with contextlib.suppress(Exception):
+        folder = local_path(client.get_model_version_download_uri(model_name, version.version))
+    client.delete_model_version(model_name, version.version)
+    model_id = getattr(version, "model_id", None) or logged_model_id(version.source)
+    if not model_id:
+        return
+    with contextlib.suppress(Exception):
+        client.delete_logged_model(model_id)
+    if folder is not None and folder.name == "artifacts" and folder.parent.name == model_id:
+        shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+def logged_model_id(source: str | None) -> str | None:
+    """``m-...`` of a ``models:/m-...`` source (a logged model's), else None."""
+    m = re.fullmatch(r"models:/(m-[0-9a-f]+)/?", source or "")
+    return m.group(1) if m else None
 
 
 def _run(client, run_id: str | None):

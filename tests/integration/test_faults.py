@@ -241,7 +241,8 @@ def test_kill_9_in_training(project: Path) -> None:
 def registry_state(project: Path) -> tuple[list, list]:
     code = ("import json, mlflow; c = mlflow.MlflowClient('sqlite:///mlflow.db', 'sqlite:///mlflow.db');"
             f"a = {{str(v): k for k, v in c.get_registered_model('{MODEL}').aliases.items()}};"
-            f"vs = [(str(v.version), v.tags.get('gate.decision'), a.get(str(v.version))) "
+            f"vs = [(str(v.version), v.tags.get('gate.decision'), a.get(str(v.version)), "
+            f"c.get_model_version_download_uri('{MODEL}', v.version)) "
             f"for v in c.search_model_versions(\"name='{MODEL}'\")];"
             "runs = [r.info.status for e in c.search_experiments() for r in c.search_runs([e.experiment_id])];"
             "print(json.dumps([vs, runs]))")
@@ -252,7 +253,8 @@ def registry_state(project: Path) -> tuple[list, list]:
 
 def test_kill_9_in_register_leaves_no_orphan(project: Path, tmp_path: Path) -> None:
     """Killed (SIGKILL, at a failpoint) after its version is created, before the gate: the rerun marks the run
-    KILLED, deletes the ungated version, registers and gates a new one; the dead one's temporary folder goes."""
+    KILLED, deletes the ungated version and its files, registers and gates a new one; the dead one's temporary
+    folder goes."""
     before = snapshot(project)
     tmp = tmp_path / "tmp"
     tmp.mkdir()
@@ -261,13 +263,15 @@ def test_kill_9_in_register_leaves_no_orphan(project: Path, tmp_path: Path) -> N
     assert proc.returncode != 0 and "failpoint register:versioned" in proc.stdout + proc.stderr
     assert snapshot(project) == before  # registry.json is the last good one
     versions, runs = registry_state(project)
-    assert "RUNNING" in runs and any(decision is None and alias is None for _, decision, alias in versions)
+    dead = [Path(uri[len("file://"):]) for _, decision, alias, uri in versions if decision is None and alias is None]
+    assert "RUNNING" in runs and len(dead) == 1 and (dead[0] / "MLmodel").is_file()
     assert any(p.name.startswith("ragops-package-") for p in tmp.iterdir())
     out = run(["dvc", "repro", "--single-item", "--force", "register"], project, env={"TMPDIR": str(tmp)})
     assert "recovered from an interrupted register" in out.stdout + out.stderr
     versions, runs = registry_state(project)
     assert "RUNNING" not in runs
-    assert all(decision is not None or alias is not None for _, decision, alias in versions), versions
+    assert all(decision is not None or alias is not None for _, decision, alias, _ in versions), versions
+    assert not dead[0].parent.exists()  # the dead version's files (links to the build's outputs) went with it
     assert not any(p.name.startswith("ragops-") for p in tmp.iterdir()), list(tmp.iterdir())
     assert "up to date" in status(project)
 
