@@ -53,11 +53,14 @@ def test_scorers_rank_real_claims_sanely(fitted) -> None:
     assert saved["trained"]["cv"]["C"] in TrainConfig().c_grid
 
 
-def test_saved_trained_scorer_reproduces_the_report(fitted, claims, encoder, tmp_path: Path) -> None:
+def test_saved_trained_scorer_reproduces_the_report(fitted, claims, minilm_cached, tmp_path: Path) -> None:
     saved, report = fitted
     sentences, _, test = claims
     write_json(tmp_path / SCORERS_FILE, saved)
-    scorer = load_scorer("trained", tmp_path, encoder)
+    # the fit's own vectors (the run's MiniLM cache): what is read back is the saved scorer, the logistic model and
+    # its threshold (re-encoding the 60 claims' documents with PyTorch cost 11 s; test_onnx_encoder.py checks
+    # that the ONNX export encodes like PyTorch)
+    scorer = load_scorer("trained", tmp_path, minilm_cached)
     assert scorer.threshold == saved["trained"]["threshold"]
     scores = scorer.score([p.claim for p in test], [pair_docs(p, sentences) for p in test])
     assert ((scores >= 0) & (scores <= 1)).all()

@@ -126,12 +126,14 @@ def test_cache_size_zero_always_encodes(encoder) -> None:
 
 
 @pytest.fixture(scope="module")
-def small(scifact_sample: pd.DataFrame, encoder) -> tuple[Retriever, pd.DataFrame]:
+def small(scifact_sample: pd.DataFrame, encoder, minilm_cached) -> tuple[Retriever, pd.DataFrame]:
     docs = scifact_sample.head(120).reset_index(drop=True)
     texts = (docs["title"] + " " + docs["text"]).tolist()
     ids = docs["doc_id"].tolist()
     bm25 = BM25Index.build(ids, texts, BM25Config())
-    dense = build_dense(encoder(texts), DenseConfig(kind="flat"))
+    # the documents through the run's MiniLM cache (its ONNX export: these tests are of the server, not the vectors);
+    # queries through the PyTorch encoder, as a local build without an export encodes them
+    dense = build_dense(minilm_cached(texts), DenseConfig(kind="flat"))
     retriever = Retriever(
         bm25, dense, encoder, row_doc=ids, depth=50, dense_chunk_k=100, fusion=FusionConfig("convex", 0.5, "zscore")
     )

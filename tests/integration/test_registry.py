@@ -274,6 +274,9 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
            f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "server-artifacts"),
            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    # MLflow's job runner (GenAI jobs: eight huey processes, ~25 s of CPU under `make test`) is nothing ragops
+    # uses; the tracking, registry and proxied artifacts are what is tested (README: "mlflow server")
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     # a bound, not a wait: on a VM whose page faults ran ~10x slow the server was not up after 120 s (2026-12-03)
     with background(cmd, tmp_path, env, tmp_path / "server.log", f"http://127.0.0.1:{port}/health",
                     lambda r: r.text.strip() == "OK", "mlflow server", timeout=300) as url:
