@@ -29,8 +29,9 @@ import argparse
 import time
 
 import numpy as np
-from _common import machine, machine_line
+from _common import machine
 from grounding_stack import fold0_setup, publish
+from grounding_stack import table as stack_table
 
 from ragops.answer.grounding_data import LABELS
 from ragops.answer.grounding_fit import fit_stacker, pair_docs
@@ -118,16 +119,7 @@ def main() -> None:
 
 
 def table(out: dict) -> str:
-    rows = ["| evidence read as | weight | train CV AUROC | train CV S vs C | claims_dev AUROC | claims_dev S vs C "
-            "| claims_dev S vs NEI | other claim's evidence, S vs C | share from the evidence |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    for name, v in out["forms"].items():
-        t, d = v["train_cv"], v["claims_dev"]
-        mark = " (chosen on train)" if name == out["chosen_on_train"] else ""
-        rows.append(f"| `{name}`{mark} | {v['weight']:g} | {t['auroc']:.3f} | {t['auroc_support_vs_contradict']:.3f} | "
-                    f"{d['auroc']:.3f} | {d['auroc_support_vs_contradict']:.3f} | {d['auroc_support_vs_nei']:.3f} | "
-                    f"{v['wrong_evidence_support_vs_contradict']:.3f} | {v['evidence_share']:.3f} |")
-    return "\n".join(rows) + f"\n\n{out['data']}; {out['seconds']} s. {machine_line(out['machine'])}"
+    return stack_table(out, "evidence read as", weight=True, share=True)
 
 
 if __name__ == "__main__":

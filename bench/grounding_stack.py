@@ -185,15 +185,21 @@ def publish(name: str, out: dict, t0: float, render, heading: str) -> None:
     print(render(out))
 
 
-def table(out: dict) -> str:
-    rows = ["| form | train CV AUROC | train CV S vs C | claims_dev AUROC | claims_dev S vs C | claims_dev S vs NEI "
-            "| other claim's evidence, S vs C |", "|---|---|---|---|---|---|---|"]
+def table(out: dict, first: str = "form", weight: bool = False, share: bool = False) -> str:
+    """The forms as a markdown table: train CV and claims_dev AUROCs and the other-claim control, with each form's
+    weight and the share of its score from the evidence where asked (bench/grounding_sentences.py)."""
+    head = [first, *(["weight"] if weight else []), "train CV AUROC", "train CV S vs C", "claims_dev AUROC",
+            "claims_dev S vs C", "claims_dev S vs NEI", "other claim's evidence, S vs C",
+            *(["share from the evidence"] if share else [])]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for form, v in out["forms"].items():
         t, d = v["train_cv"], v["claims_dev"]
         mark = " (chosen on train)" if form == out["chosen_on_train"] else ""
-        rows.append(f"| `{form}`{mark} | {t['auroc']:.3f} | {t['auroc_support_vs_contradict']:.3f} | "
-                    f"{d['auroc']:.3f} | {d['auroc_support_vs_contradict']:.3f} | {d['auroc_support_vs_nei']:.3f} | "
-                    f"{v['wrong_evidence_support_vs_contradict']:.3f} |")
+        figures = (t["auroc"], t["auroc_support_vs_contradict"], d["auroc"], d["auroc_support_vs_contradict"],
+                   d["auroc_support_vs_nei"], v["wrong_evidence_support_vs_contradict"])
+        cells = [f"`{form}`{mark}", *([f"{v['weight']:g}"] if weight else []), *(f"{x:.3f}" for x in figures),
+                 *([f"{v['evidence_share']:.3f}"] if share else [])]
+        rows.append("| " + " | ".join(cells) + " |")
     m = out["machine"]
     where = machine_line(m) if isinstance(m, dict) else f"Machine: {m}."
     return "\n".join(rows) + f"\n\n{out['data']}; {out['seconds']} s. {where}"
