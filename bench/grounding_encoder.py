@@ -21,7 +21,7 @@ from _common import REPO, machine, machine_line, write_result, write_section
 from ragops.answer.grounding_data import read_pairs, read_sentences
 from ragops.answer.grounding_fit import memo_encode, pair_docs
 from ragops.answer.grounding_metrics import grounding_report
-from ragops.answer.scorers import load_scorer
+from ragops.answer.scorers import SCORERS_FILE, load_scorer
 from ragops.config import load_params
 from ragops.encode.encoder import Encoder
 from ragops.io import read_json
@@ -41,7 +41,8 @@ def main() -> None:
     claims, docs, labels = [p.claim for p in test], [pair_docs(p, sentences) for p in test], [p.label for p in test]
     built = read_json(REPO / paths["grounding_report"])["scorers"]
     served = query_backend(emb)
-    fitted = "onnx" if str(emb.get("device", "cpu")) == "cpu" else "torch"  # the grounding stage's rule
+    # the backend the built scorers were fit on (scorers.json; a build from before it was recorded: PyTorch)
+    fitted = str(read_json(REPO / paths["grounding_model"] / SCORERS_FILE).get("embed_backend", "torch"))
     result: dict = {"machine": machine(), "pairs": len(test), "fitted_backend": fitted, "served_backend": served,
                     "scorers": {}}
     for backend in dict.fromkeys((fitted, served)):

@@ -132,7 +132,7 @@ def small(scifact_sample: pd.DataFrame, encoder, minilm_cached) -> tuple[Retriev
     ids = docs["doc_id"].tolist()
     bm25 = BM25Index.build(ids, texts, BM25Config())
     # the documents through the run's MiniLM cache (its ONNX export: these tests are of the server, not the vectors);
-    # queries through the PyTorch encoder, as a local build without an export encodes them
+    # queries through the PyTorch encoder fixture
     dense = build_dense(minilm_cached(texts), DenseConfig(kind="flat"))
     retriever = Retriever(
         bm25, dense, encoder, row_doc=ids, depth=50, dense_chunk_k=100, fusion=FusionConfig("convex", 0.5, "zscore")

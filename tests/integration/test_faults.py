@@ -23,6 +23,8 @@ import httpx
 import pytest
 import yaml
 
+from ragops.registry.blobstore import local_path
+
 from .conftest import clone_build, run
 from .test_serve import Server
 
@@ -263,7 +265,7 @@ def test_kill_9_in_register_leaves_no_orphan(project: Path, tmp_path: Path) -> N
     assert proc.returncode != 0 and "failpoint register:versioned" in proc.stdout + proc.stderr
     assert snapshot(project) == before  # registry.json is the last good one
     versions, runs = registry_state(project)
-    dead = [Path(uri[len("file://"):]) for _, decision, alias, uri in versions if decision is None and alias is None]
+    dead = [local_path(uri) for _, decision, alias, uri in versions if decision is None and alias is None]
     assert "RUNNING" in runs and len(dead) == 1 and (dead[0] / "MLmodel").is_file()
     assert any(p.name.startswith("ragops-package-") for p in tmp.iterdir())
     out = run(["dvc", "repro", "--single-item", "--force", "register"], project, env={"TMPDIR": str(tmp)})
