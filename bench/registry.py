@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
 from _common import REPO, machine, machine_line, point_at_build, python_env, write_result, write_section
 
 LOAD = r"""
@@ -95,8 +96,16 @@ def disk_bytes(folder: Path) -> int:
     return sum(seen.values())
 
 
-def register(root: Path) -> dict:
-    seconds, _ = timed([sys.executable, "-m", "ragops.stages.register"], root)
+def register(root: Path, package: str = "serving") -> dict:
+    """One `register` run; ``package``: registry.package for it (the params file is restored afterwards)."""
+    saved = (root / "params.yaml").read_text()
+    params = yaml.safe_load(saved)
+    params["registry"]["package"] = package
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        seconds, _ = timed([sys.executable, "-m", "ragops.stages.register"], root)
+    finally:
+        (root / "params.yaml").write_text(saved)
     summary = json.loads((root / "reports/registry.json").read_text())
     return {"seconds": round(seconds, 2), "version": summary["version"], "promoted": summary["promoted"],
             "p_value": summary["decision"]["p_value"], "parts_s": summary["timings"],
@@ -127,6 +136,7 @@ def main() -> None:
         plain = [load(root, "mlflow") for _ in range(args.repeats)]
         loads = [load(root, "ragops") for _ in range(args.repeats - 1)]
         loads.append(load(root, "ragops", (root / "params.yaml", args.queries)))
+        full = register(root, package="full")  # the same models with their PyTorch weights (last: loads read serving)
         growth = [b["disk_mb_after"] - a["disk_mb_after"] for a, b in zip([first, *gated], gated, strict=False)]
         keys = ("import_s", "load_s", "first_query_s", "load_and_first_query_s", "process_s")
         median = {k: round(statistics.median(x[k] for x in loads), 2) for k in keys}
@@ -137,7 +147,8 @@ def main() -> None:
                   "identical_to_local": loads[-1].get("identical"),
                   "ragops_load_imported": sorted({m for x in loads for m in x.get("imported", [])}),
                   "compared_queries": loads[-1].get("compared_queries"),
-                  "package_mb": first["package_mb"], "first_version_disk_mb": first["disk_mb_after"],
+                  "package_mb": first["package_mb"], "full_package_mb": full["package_mb"],
+                  "first_version_disk_mb": first["disk_mb_after"],
                   "growth_mb_per_unchanged_version": growth, "served_mode": first["served_mode"]}
         write_result("registry", result)
         write_section("registry", render(result))
@@ -157,8 +168,9 @@ def render(r: dict) -> str:
 The `register` stage (`python -m ragops.stages.register`, what `dvc repro` runs), timed from process
 start, into a SQLite store with a local artifact folder. The package is the whole trained pipeline
 ({r['package_mb']:.0f} MB: both embedders and their indexes, the reranker, the grounding scorer, the ONNX
-query encoders), serving `{r['served_mode']}`. The first version takes {r['first_version_disk_mb']:.0f} MB on
-disk; each re-registered version with unchanged models adds
+query encoders; under `registry.package: serving`, the default, the models that run through an ONNX export travel
+without their PyTorch weights{_full(r)}), serving `{r['served_mode']}`. The first version takes
+{r['first_version_disk_mb']:.0f} MB on disk; each re-registered version with unchanged models adds
 {', '.join(f'{g:.1f}' for g in r['growth_mb_per_unchanged_version'])} MB (its files are hard links to the
 store's blobs, `ragops.registry.blobstore`; only what changed is new):
 
@@ -186,6 +198,10 @@ The two differ by MLflow's dependency check, which ragops replaces by direct ver
 exit included. The model ranked
 {r['compared_queries']} test queries {'exactly' if r['identical_to_local'] else 'NOT'} like the local index
 (same ids, same float scores)."""
+
+
+def _full(r: dict) -> str:
+    return f": {r['full_package_mb']:.0f} MB with `full`" if r.get("full_package_mb") else ""
 
 
 def _imported(names: list[str] | None) -> str:

@@ -3,7 +3,9 @@
 The model folder holds only files ragops already saves without pickle — every part its modes need
 (``ragops.retrieval.load.PARTS``: the base and the fine-tuned embedder folders (safetensors), their FAISS
 indexes, the bm25s index, the reranker, ``chunks.parquet``, ``docs.parquet``), the grounding scorer and
-the sentence store that ``/ask`` uses, the query encoders' ONNX exports, and ``config.json``. It is logged
+the sentence store that ``/ask`` uses, the query encoders' ONNX exports, and ``config.json``; a model that runs
+through an ONNX export travels without its PyTorch weights unless ``registry.package: full``
+(``ragops.registry.package``). It is logged
 as "models from code" (``pyfunc_code.py``), so MLflow pickles nothing either; the ragops source travels in
 the model's ``code/`` folder. Loading goes through ``ragops.retrieval.load.assemble_pipeline``, as the local build does.
 
@@ -195,9 +197,9 @@ def load_model(uri: str):
     """``mlflow.pyfunc.load_model(uri)`` without MLflow's dependency check, which maps every installed
     distribution to its modules first (about 0.5 s; the model checks its own pins when it loads), and,
     for a registry URI whose version lives in a local artifact store, loaded from that folder in place
-    rather than copied out of it first (the package is ~0.5 GB). Any other URI that is not a folder here (a version
-    in a remote store, ``runs:/...``, ``s3://...``) is downloaded into a temporary folder removed when the process
-    exits (MLflow's own would stay in the temporary directory)."""
+    rather than copied out of it first (a full SciFact version is ~0.4 GB). Any other URI that is not a folder
+    here (a version in a remote store, ``runs:/...``, ``s3://...``) is downloaded into a temporary folder removed
+    when the process exits (MLflow's own would stay in the temporary directory)."""
     local = local_model_path(uri) or (uri if Path(uri.removeprefix("file://")).is_dir() else None)
     if local:
         return mlflow.pyfunc.load_model(local, suppress_warnings=True)

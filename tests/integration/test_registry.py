@@ -168,6 +168,14 @@ def test_packaged_model_is_files_with_a_signature(history: dict, monkeypatch: py
     assert {"faiss", "faiss_ft", "bm25", "embedder_ft", "reranker", "grounding"} <= set(parts)
     assert parts["faiss"]["path"] != parts["faiss_ft"]["path"]
     assert all((local / p["path"]).exists() for p in parts.values())
+    # registry.package: serving (the default): what runs through an ONNX export travels without its PyTorch weights,
+    # and says which model it is; the base encoder keeps its own (its fingerprint keys the sentence store)
+    assert [n for n in names if n.endswith("model.safetensors")] == [f"{parts['embedder']['path']}/model.safetensors"]
+    from ragops.encode.models import model_fingerprint
+
+    for part, folder in (("embedder_ft", "embedder"), ("reranker", "reranker"), ("grounding", "grounding")):
+        record = json.loads((local / parts[part]["path"] / "ragops_package.json").read_text())
+        assert record["left_out"] and record["source_fingerprint"] == model_fingerprint(root / "models" / folder)
 
 
 def test_worse_challenger_is_not_promoted(history: dict) -> None:
@@ -326,21 +334,30 @@ def test_against_a_real_mlflow_server(history: dict, mlflow_server: str, tmp_pat
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     exports = {Path(f.path).name for f in mlflow.artifacts.list_artifacts(f"models:/{MODEL}/1/artifacts/onnx")}
-    assert len(exports) == 3 and missing in exports, exports  # both query encoders and the reranker
+    # both query encoders and the reranker; the fine-tuned encoder travels without its weights (registry.package:
+    # serving): its export is filed under the packaged folder's fingerprint, and the folder names the build's model
+    from ragops.encode.models import model_fingerprint
+
+    ft = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL}/1/artifacts/embedder",
+                                                  dst_path=str(tmp_path / "ft")))
+    assert json.loads((ft / "ragops_package.json").read_text())["source_fingerprint"][:16] == missing
+    assert len(exports) == 3 and model_fingerprint(ft)[:16] in exports, exports
 
 
 def test_unchanged_models_cost_no_disk_again(history: dict) -> None:
     """v2 and v3 retrained nothing: their packages add only what changed (config, metrics), the model
     files are links to v1's blobs (issue 15: <= 10 MB per version)."""
     first, later = history["steps"][1]["registry"]["package"], history["steps"][3]["registry"]["package"]
-    assert first["bytes_new"] > 300e6  # two embedders, the reranker, the grounding cross-encoder: once
+    # the base encoder, three ONNX exports, the grounding cross-encoder's, the sentence vectors: once
+    assert first["weights"] == "serving" and 200e6 < first["bytes_new"] < 400e6, first
     assert later["bytes_total"] == pytest.approx(first["bytes_total"], rel=0.01)
     assert later["bytes_new"] < 10e6 and later["linked"] > first["linked"], (first, later)
     c = client(history["root"])
-    folders = [Path(c.get_model_version_download_uri(MODEL, v)[len("file://"):]) for v in ("1", "3")]
-    for name in ("model", "embedder", "reranker"):
-        a, b = (f / "artifacts" / name / "model.safetensors" for f in folders)
-        assert a.stat().st_size > 50e6 and os.path.samefile(a, b), name
+    a_root, b_root = (Path(c.get_model_version_download_uri(MODEL, v)[len("file://"):]) / "artifacts" for v in "13")
+    shared = ["model/model.safetensors", *(p.relative_to(a_root).as_posix() for p in (a_root / "onnx").rglob("*.onnx"))]
+    assert len(shared) == 4, shared
+    for rel in shared:
+        assert (a_root / rel).stat().st_size > 10e6 and os.path.samefile(a_root / rel, b_root / rel), rel
 
 
 def test_an_experiment_is_logged_not_registered(history: dict) -> None:

@@ -113,9 +113,18 @@ def test_the_package_carries_every_mode_and_serves_the_one_chosen_on_dev(built_p
     assert (grounding / "scorers.json").read_bytes() == (built_project / "models/grounding/scorers.json").read_bytes()
     assert (grounding / "cross_encoder/onnx/model.onnx").read_bytes() == \
         (built_project / "models/grounding/cross_encoder/onnx/model.onnx").read_bytes()  # the served cross-encoder
+    # the reranker runs through its export (rerank.backend onnx-int8): its weights stayed in the build
+    # (registry.package: serving), the export is the build's own, filed under the packaged folder's fingerprint
+    from ragops.encode.models import model_fingerprint
+    from ragops.encode.onnx_reranker import FILE, export_dir
+
     reranker = package / parts["reranker"]["path"]
-    assert (reranker / "model.safetensors").read_bytes() == \
-        (built_project / "models/reranker/model.safetensors").read_bytes()
+    record = json.loads((reranker / "ragops_package.json").read_text())
+    assert record["left_out"] == ["model.safetensors"] and not (reranker / "model.safetensors").exists()
+    assert record["source_fingerprint"] == model_fingerprint(built_project / "models/reranker")
+    build_exports = Path(params["embed"]["onnx_dir"]).expanduser()
+    assert (export_dir(package / parts["onnx"]["path"], model_fingerprint(reranker)) / FILE).read_bytes() == \
+        (export_dir(build_exports, record["source_fingerprint"]) / FILE).read_bytes()
     onnx = package / parts["onnx"]["path"]
     exports = sorted(p.parent.name for p in onnx.glob("*/model_int8.onnx"))
     # both query encoders and the reranker (rerank.backend onnx-int8)
@@ -209,6 +218,42 @@ def test_cli_names_valid_modes_and_asks_with_the_packaged_grounding(built_projec
     kind, hits, misses, scorer, imported = json.loads(used.strip().splitlines()[-1])
     assert kind == "StoredVectors" and hits > 0 and misses == 1, used
     assert scorer == "trained" and imported == [], used
+    # registry.package: serving left the cross-encoder's PyTorch weights out: a torch backend says so, in one line
+    params["answer"]["grounding_backend"] = "torch"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    torch = run(["ragops", "ask", "Does vitamin D deficiency cause fractures?", "--model", f"models:/{MODEL}@champion",
+                 "--params", str(tmp_path / "params.yaml")], tmp_path, check=False)
+    assert torch.returncode == 2 and "Traceback" not in torch.stderr, torch.stderr[-2000:]
+    assert "answer.grounding_backend is torch, but this version was registered without the PyTorch weights of the " \
+        "grounding cross-encoder" in " ".join(torch.stderr.replace("│", " ").split()), torch.stderr[-2000:]
+
+
+def test_a_full_package_keeps_the_weights_and_ranks_the_same(built_project: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """registry.package: full carries the build's model folders as they are; serving (the default) slimmed copies
+    whose fingerprints name their ONNX exports: both rank alike in every mode that runs an export."""
+    from ragops.config import load_params
+    from ragops.encode.models import model_fingerprint
+    from ragops.registry.package import left_out, package_parts
+    from ragops.retrieval.load import assemble_pipeline, pipeline_config
+
+    monkeypatch.chdir(built_project)  # the build's paths are relative to its root
+    params = load_params("params.yaml")
+    full, slim = package_parts(params, tmp_path / "full", "full"), package_parts(params, tmp_path / "slim")
+    for key, folder in (("embedder_ft", "models/embedder"), ("reranker", "models/reranker"),
+                        ("grounding", "models/grounding")):
+        assert Path(full[key]).resolve() == (built_project / folder).resolve() and left_out(full[key]) == []
+        assert left_out(slim[key]) and not any((Path(slim[key]) / f).exists() for f in left_out(slim[key])), key
+        record = json.loads((Path(slim[key]) / "ragops_package.json").read_text())
+        assert record["source_fingerprint"] == model_fingerprint(built_project / folder), key
+    assert left_out(slim["embedder"]) == []  # the base keeps its weights: its fingerprint keys the sentence store
+    config = pipeline_config(params)
+    texts = test_queries(built_project, 2)
+    ranked = {}
+    for name, parts in (("full", full), ("slim", slim)):
+        pipeline, _ = assemble_pipeline(parts, config, ["hybrid_ft_rerank"])
+        ranked[name] = [(h.ids, h.scores.tolist()) for h in pipeline.search_batch(texts, "hybrid_ft_rerank", 10)]
+    assert ranked["slim"] == ranked["full"]
 
 
 def test_a_package_missing_a_part_names_it(package: Path, built_project: Path, tmp_path: Path) -> None:

@@ -255,8 +255,13 @@ def build_answerer(
     # the corpus's sentences come from the store: an answer encodes its question and claims
     encode = with_stored_vectors(encode, sentences_dir or params.get("paths", {}).get("sentences"))
     routed = RoutedEncoder(encode)  # the answerer's own: inside an answer, the scorer reads that question's memo
+    ce_backend = str(a.get("grounding_backend", "onnx"))
+    if ce_backend == "torch" and cfg.scorer == "trained":
+        from ragops.registry.package import require_weights
+
+        require_weights(folder, "the grounding cross-encoder", "answer.grounding_backend is torch")
     try:
-        scorer_obj = load_scorer(cfg.scorer, folder, routed, defaults, str(a.get("grounding_backend", "onnx")))
+        scorer_obj = load_scorer(cfg.scorer, folder, routed, defaults, ce_backend)
     except ConfigError:
         if scorer is not None or cfg.scorer != "trained":
             raise

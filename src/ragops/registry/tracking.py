@@ -41,6 +41,9 @@ _SECRET_VALUE = re.compile(r"^(sk-[\w-]{16,}|[A-Za-z0-9_\-]{40,})$")
 EXPERIMENT_POLICIES = ("skip", "register")
 
 
+PACKAGES = ("serving", "full")  # registry.package: what a version carries (ragops.registry.package)
+
+
 @dataclass(frozen=True)
 class RegistryConfig:
     """The ``registry:`` section of params.yaml."""
@@ -62,6 +65,7 @@ class RegistryConfig:
     test: str = "randomization"
     n_resamples: int = 10000
     k: int = 10  # results per query when a caller does not say
+    package: str = "serving"  # serving: no PyTorch weights where an ONNX export serves | full (ragops.registry.package)
 
     def __post_init__(self) -> None:
         if self.mode not in ("auto", *MODES):
@@ -72,6 +76,8 @@ class RegistryConfig:
             raise ConfigError("registry.select_split: choosing the served mode on test would fit it to test; use dev")
         if not self.max_p95_ms > 0:
             raise ConfigError(f"registry.max_p95_ms must be > 0, got {self.max_p95_ms}")
+        if self.package not in PACKAGES:
+            raise unknown_name("registry.package", self.package, PACKAGES)
         if self.test not in PAIRED_TESTS:
             raise unknown_name("registry test", self.test, PAIRED_TESTS)
         parse_metric(self.metric)

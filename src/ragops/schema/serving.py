@@ -26,6 +26,7 @@ class Registry(Section):
     test: Literal["randomization", "ttest"]
     n_resamples: Pos
     k: Pos
+    package: Literal["serving", "full"] = "serving"
 
 
 class Orchestration(Section):

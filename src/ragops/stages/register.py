@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,19 +23,15 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from ragops.answer.vectors import store_meta
-from ragops.encode.models import model_fingerprint, resolve_model
-from ragops.encode.onnx_encoder import FILES as ONNX_FILES
-from ragops.encode.onnx_encoder import ensure_export as ensure_encoder_export
-from ragops.encode.onnx_reranker import ensure_export as ensure_reranker_export
 from ragops.errors import ConfigError
 from ragops.eval.plots import render_plots
 from ragops.io import read_json, write_json
 from ragops.pyfunc import log_pipeline_model
 from ragops.recovery import clean_stale_temp, failpoint, lock_path, private_tempdir, reconcile, registry_lock, run_tags
 from ragops.registry import versions as registry
-from ragops.registry.blobstore import dedup_tree, link_or_copy, linked_local_copies, local_path
+from ragops.registry.blobstore import dedup_tree, linked_local_copies, local_path
 from ragops.registry.gate import GateDecision, gate
+from ragops.registry.package import package_parts
 from ragops.registry.served_mode import choose_mode
 from ragops.registry.tracking import RegistryConfig, connect, experiment_id, lineage_tags, log_evaluation, resolve_store
 from ragops.retrieval.load import available_modes, local_parts, pipeline_config
@@ -100,54 +95,21 @@ def register(params: dict[str, Any], cfg: RegistryConfig, client, artifact_locat
         else:
             # MLflow's copies of the package are hard links until share_files gives the store its own inodes
             with private_tempdir("package") as tmp, linked_local_copies():
-                parts = package_parts(params, Path(tmp))
-                config = pipeline_config(params, mode, cfg.k, stats.get("model_id")) | {"modes": list(carried)}
+                parts = package_parts(params, Path(tmp), cfg.package)
+                config = pipeline_config(params, mode, cfg.k, stats.get("model_id")) | {"modes": list(carried),
+                                                                                         "package": cfg.package}
                 info = log_pipeline_model(parts, config, cfg.model_name)
                 failpoint("register:versioned")  # fault injection (tests): a version exists, no gate yet
             version = str(info.registered_model_version)
             t2 = time.perf_counter()
             disk = share_files(client, info.model_id, artifact_location)
             summary = gate_version(client, cfg, version, scores, mode, fingerprint)
-            summary.update(registered=True, package={"modes": list(carried), **disk})
+            summary.update(registered=True, package={"modes": list(carried), "weights": cfg.package, **disk})
             timings |= {"register_model": t2 - t1, "register_gate": time.perf_counter() - t2}
             mlflow.set_tags({f"gate.{k}": str(v) for k, v in summary["decision"].items()})
         mlflow.log_metrics({f"timing/{k}_s": round(v, 3) for k, v in timings.items()})
     summary["timings"] = timings
     return summary, run.info.run_id
-
-
-def package_parts(params: dict[str, Any], tmp: Path) -> dict[str, Path | None]:
-    """The build's parts as files to package: the base embedder resolved to its folder, the sentence store
-    (when built and not empty), and the ONNX exports the package runs (the query encoders' for
-    embed.query_backend, the reranker's for rerank.backend onnx-int8) copied into ``tmp/onnx``, each exported
-    into ``embed.onnx_dir`` first where it is not there."""
-    parts: dict[str, Any] = dict(local_parts(params))
-    parts["embedder"] = resolve_model(params["embed"]["model"])
-    store = params["paths"].get("sentences")
-    if store and store_meta(store).get("count"):
-        parts["sentences"] = Path(store)  # /ask's sentence vectors (ragops.answer.vectors): packaged, as served
-    config = pipeline_config(params)
-    backend = config["embed"]["query_backend"]
-    onnx_dir = Path(params["embed"].get("onnx_dir", "~/.cache/ragops/onnx")).expanduser()
-    if parts.get("reranker") is not None and config["rerank"]["backend"] == "onnx-int8":
-        src = ensure_reranker_export(parts["reranker"], onnx_dir)
-        shutil.copytree(src, tmp / "onnx" / src.name, copy_function=link_or_copy)
-        parts["onnx"] = tmp / "onnx"
-    if backend in ONNX_FILES:
-        for key in ("embedder", "embedder_ft"):
-            if parts.get(key) is None:
-                continue
-            # exported here when the build's stages left no export in onnx_dir (a cache emptied, outputs pulled
-            # onto another machine): the package always carries what it serves, so no process loading it
-            # exports again (torch, ~10-20 s) and the check of its input example loads what is served
-            src = ensure_encoder_export(parts[key], model_fingerprint(parts[key]), onnx_dir)
-            dst = tmp / "onnx" / src.name
-            dst.mkdir(parents=True, exist_ok=True)
-            for name in ("meta.json", ONNX_FILES[backend]):
-                link_or_copy(src / name, dst / name)
-            shutil.copytree(src / "tokenizer", dst / "tokenizer", copy_function=link_or_copy)
-            parts["onnx"] = tmp / "onnx"
-    return parts
 
 
 def share_files(client, model_id: str | None, artifact_location: str | None) -> dict[str, Any]:
