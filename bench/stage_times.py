@@ -26,6 +26,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -52,6 +54,18 @@ def clone_project(root: Path) -> str:
     subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(REPO), str(root)], check=True)
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                           check=True).stdout.strip()
+
+
+@contextmanager
+def temporary_clone(prefix: str, keep: bool) -> Iterator[tuple[Path, str]]:
+    """(folder, commit) of a clean clone of HEAD in a new temporary folder, removed afterwards unless ``keep``."""
+    root = Path(tempfile.mkdtemp(prefix=prefix)) / "project"
+    print(f"project clone: {root}", flush=True)
+    try:
+        yield root, clone_project(root)
+    finally:
+        if not keep:
+            shutil.rmtree(root.parent, ignore_errors=True)
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, float]:
@@ -125,10 +139,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the temporary project (its path is printed)")
     args = ap.parse_args()
     speed = machine_speed()
-    root = Path(tempfile.mkdtemp(prefix="ragops-bench-")) / "project"
-    print(f"project clone: {root}", flush=True)
-    try:
-        commit = clone_project(root)
+    with temporary_clone("ragops-bench-", args.keep) as (root, commit):
         fetch_s = round(sh(["ragops", "data", "fetch", "--mirror", str(args.mirror.resolve())], root)[0], 2)
         from ragops.orchestration import list_stages
         from ragops.timing import read_stage_times
@@ -183,9 +194,6 @@ def main() -> None:
             write_result("stage_times", result)
         write_section("stage_times", render(result))
         print(json.dumps(result, indent=2))
-    finally:
-        if not args.keep:
-            shutil.rmtree(root.parent, ignore_errors=True)
 
 
 def render(r: dict) -> str:
