@@ -247,6 +247,9 @@ def test_a_full_package_keeps_the_weights_and_ranks_the_same(built_project: Path
         record = json.loads((Path(slim[key]) / "ragops_package.json").read_text())
         assert record["source_fingerprint"] == model_fingerprint(built_project / folder), key
     assert left_out(slim["embedder"]) == []  # the base keeps its weights: its fingerprint keys the sentence store
+    # answering with the cross-encoder on torch (answer.grounding_backend, a register param) keeps its weights
+    torch = package_parts({**params, "answer": {**params["answer"], "grounding_backend": "torch"}}, tmp_path / "torch")
+    assert left_out(torch["grounding"]) == [] and left_out(torch["reranker"]) == left_out(slim["reranker"])
     config = pipeline_config(params)
     texts = test_queries(built_project, 2)
     ranked = {}
