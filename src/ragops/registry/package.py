@@ -27,20 +27,14 @@ from ragops.encode.onnx_encoder import ensure_export as ensure_encoder_export
 from ragops.encode.onnx_encoder import export_dir as encoder_export_dir
 from ragops.encode.onnx_reranker import ensure_export as ensure_reranker_export
 from ragops.encode.onnx_reranker import export_dir as reranker_export_dir
-from ragops.errors import ConfigError, unknown_name
+from ragops.errors import ConfigError
 from ragops.io import read_json, write_json
 from ragops.registry.blobstore import link_or_copy
-from ragops.registry.tracking import PACKAGES
+from ragops.registry.tracking import check_package
 from ragops.retrieval.load import local_parts, pipeline_config
 
 WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # a model's PyTorch weights, by the names transformers saves
 PACKAGE_FILE = "ragops_package.json"
-
-
-def check_package(package: str) -> str:
-    if package not in PACKAGES:
-        raise unknown_name("registry.package", package, PACKAGES)
-    return package
 
 
 def slim_copy(src: str | Path, dst: str | Path, left_out: Sequence[str]) -> Path:

@@ -44,6 +44,12 @@ EXPERIMENT_POLICIES = ("skip", "register")
 PACKAGES = ("serving", "full")  # registry.package: what a version carries (ragops.registry.package)
 
 
+def check_package(package: str) -> str:
+    if package not in PACKAGES:
+        raise unknown_name("registry.package", package, PACKAGES)
+    return package
+
+
 @dataclass(frozen=True)
 class RegistryConfig:
     """The ``registry:`` section of params.yaml."""
@@ -76,8 +82,7 @@ class RegistryConfig:
             raise ConfigError("registry.select_split: choosing the served mode on test would fit it to test; use dev")
         if not self.max_p95_ms > 0:
             raise ConfigError(f"registry.max_p95_ms must be > 0, got {self.max_p95_ms}")
-        if self.package not in PACKAGES:
-            raise unknown_name("registry.package", self.package, PACKAGES)
+        check_package(self.package)
         if self.test not in PAIRED_TESTS:
             raise unknown_name("registry test", self.test, PAIRED_TESTS)
         parse_metric(self.metric)
