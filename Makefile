@@ -62,6 +62,7 @@ browser:
 bench: data
 	$(BIN)/python bench/stage_times.py
 	$(BIN)/python bench/quick_build.py
+	$(BIN)/python bench/precision.py
 	$(BIN)/python bench/flow.py
 	$(BIN)/python bench/dask_embed.py
 	$(BIN)/python bench/registry.py

@@ -51,8 +51,14 @@ def machine() -> dict:
         pass
     import torch
 
+    from ragops.encode.models import training_precision
+
+    # the vector instructions torch's CPU kernels use (AVX2 or AVX512 round fp32 differently), and whether the
+    # CPU multiplies bf16 natively (what precision: auto trains in)
+    isa = torch.backends.cpu.get_cpu_capability()
     return {
         "cpu": cpu,
+        "isa": isa + (", native bf16" if training_precision("auto", "cpu") == "bf16" else ""),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -128,7 +134,8 @@ def speed_line(s: dict) -> str:
 
 
 def machine_line(m: dict) -> str:
-    return (f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']} "
+    isa = f" ({m['isa']})" if m.get("isa") else ""
+    return (f"Machine: {m['cpu']}{isa}, {m['cores']} cores, Python {m['python']}, torch {m['torch']} "
             f"({m['torch_threads']} threads); commit {m['git']}; {m['date']}.")
 
 

@@ -292,3 +292,22 @@ def test_embed_with_cache_through_the_real_encoder(encoder, chunk_texts: list[st
     again, stats = embed_with_cache(chunk_texts, counted, EmbeddingCache(tmp_path, encoder.model_id), encoder.dim)
     assert calls == [] and stats.cached == len(chunk_texts)
     np.testing.assert_array_equal(again, out)
+
+
+def test_a_device_the_machine_lacks_is_a_clear_error_and_onnx_says_it_runs_on_the_cpu(monkeypatch, caplog) -> None:
+    """embed.device: cuda without a GPU stops with one line naming the setting (the torch backend); the ONNX
+    backends run on the CPU whatever the device, and say so instead of ignoring it silently."""
+    import logging
+
+    import torch
+
+    from ragops.encode.encoder import Encoder
+    from ragops.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a GPU machine
+    with pytest.raises(ConfigError, match=r"^embed\.device is 'cuda' but torch sees no CUDA device$"):
+        Encoder("all-MiniLM-L6-v2", device="cuda")
+    with caplog.at_level(logging.WARNING, logger="ragops.embedding"):
+        onnx = Encoder("all-MiniLM-L6-v2", device="cuda", backend="onnx")
+    assert onnx.encode(["a sentence"]).shape == (1, onnx.dim)
+    assert "embed.device cuda is not used: the onnx backend runs on the CPU" in caplog.text

@@ -194,7 +194,10 @@ def test_stage_reads_the_cross_encoder_params() -> None:
 
     params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
     cfg = cross_encoder_config(params["grounding"]["cross_encoder"], seed=7)
+    from ragops.encode.models import training_precision
+
     assert cfg is not None and cfg.seed == 7 and cfg.device == "cpu"
+    assert cfg.precision == training_precision("auto", "cpu")  # params.yaml's auto, resolved on this machine
     assert (cfg.corpus_claims, cfg.corpus_source, cfg.corpus_nei, cfg.negate_evidence) == (0, "both", False, False)
     tiny = {**params["grounding"]["cross_encoder"], "corpus_claims": 20, "negate_evidence": True, "device": "cuda"}
     cfg = cross_encoder_config(tiny, seed=7)
@@ -202,7 +205,29 @@ def test_stage_reads_the_cross_encoder_params() -> None:
     older = {k: v for k, v in tiny.items() if k not in ("corpus_claims", "negate_evidence", "device")}
     cfg = cross_encoder_config(older, seed=7)  # a params.yaml from before these keys: the old recipe
     assert cfg is not None and (cfg.corpus_claims, cfg.negate_evidence, cfg.device) == (0, False, "cpu")
+    assert cross_encoder_config({k: v for k, v in older.items() if k != "precision"}, seed=7).precision == "fp32"
     assert cross_encoder_config({**tiny, "enabled": False}, seed=7) is None
+
+
+def test_the_cross_encoder_trains_in_its_precision() -> None:
+    """grounding.cross_encoder.precision: bf16 changes the arithmetic of the forward pass (other losses than fp32's
+    on the same seeded batches), is recorded with the training, and leaves fp32 weights."""
+    import torch
+
+    from ragops.answer.cross_encoder import train_cross_encoder
+    from ragops.encode.models import resolve_model
+
+    examples = [("Masks reduce transmission.", "Wearing masks lowered the spread of the virus.", 0),
+                ("Masks reduce transmission.", "The trial measured blood pressure.", 1),
+                ("Masks increase transmission.", "Wearing masks lowered the spread of the virus.", 2),
+                ("Statins lower LDL.", "Statin therapy reduced LDL cholesterol by a third.", 0)] * 2
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        cfg = replace(TINY_CE, max_length=32, batch_size=4, corpus_claims=0, precision=precision)
+        runs[precision] = train_cross_encoder(resolve_model("all-MiniLM-L6-v2"), examples, cfg)
+    assert [r[1]["precision"] for r in runs.values()] == ["fp32", "bf16"]
+    assert runs["fp32"][1]["epoch_loss"] != runs["bf16"][1]["epoch_loss"]
+    assert all(p.dtype == torch.float32 for p in runs["bf16"][0].encoder.parameters())
 
 
 def test_a_cuda_device_without_a_gpu_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -49,6 +49,8 @@ def test_a_typo_names_the_key_and_the_closest_valid_one() -> None:
     (lambda p: p["train"]["embedder"].update(enabled="yes"), "train.embedder.enabled: Input should be a valid"),
     (lambda p: p["fusion"].pop("alpha"), "missing key 'fusion.alpha'"),
     (lambda p: p["train"]["reranker"].update(device="gpu"), "train.reranker.device: String should match pattern"),
+    (lambda p: p["grounding"]["cross_encoder"].update(precision="fp16"),
+     "grounding.cross_encoder.precision: Input should be 'auto', 'fp32' or 'bf16'"),
 ])
 def test_wrong_types_and_ranges_are_errors(change, expected: str) -> None:
     assert expected in _error(change)

@@ -142,11 +142,55 @@ def test_a_training_device_the_machine_lacks_stops_before_any_work(tmp_path: Pat
         "paths": {**paths, "qrels": str(tmp_path / "qrels.parquet"), "queries": str(tmp_path / "queries.parquet")},
     }
     for name, stage in (("embedder", train_embedder), ("reranker", train_reranker)):
-        params["train"][name] = {"enabled": True, "device": "cuda:0"}
+        params["train"][name] = {"enabled": True, "device": "cuda:0", "precision": "auto"}
         with pytest.raises(ConfigError, match=rf"^train\.{name}\.device is 'cuda:0' but torch sees no CUDA device$"):
             stage.main(params)
         assert not (tmp_path / name).exists()
     assert checked_device("cpu", "train.embedder.device") == "cpu"
+
+
+def test_precision_auto_is_bf16_only_where_the_device_multiplies_it_natively(monkeypatch) -> None:
+    """train.<model>.precision / grounding.cross_encoder.precision: fp32 and bf16 as given; auto is bf16 on a CPU
+    with AVX512-BF16 or AMX (torch's own probes) and on a CUDA GPU that supports it, fp32 anywhere else."""
+    import torch
+
+    from ragops.encode.models import training_precision
+
+    assert (training_precision("fp32", "cpu"), training_precision("bf16", "cpu")) == ("fp32", "bf16")
+    for avx512_bf16, amx in ((False, False), (True, False), (False, True)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert training_precision("auto", "cpu") == ("bf16" if avx512_bf16 or amx else "fp32")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert training_precision("auto", "cuda:0") == training_precision("auto", "mps") == "fp32"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_training_step_runs_in_its_precision_and_keeps_fp32_weights(precision: str) -> None:
+    """bf16 is mixed precision: the encoder's matrix products run in bf16 (seen by a hook on a linear layer),
+    the weights and what the optimizer updates stay fp32; fp32 never sees a bf16 tensor."""
+    import torch
+
+    from ragops.encode.models import load_sentence_transformer
+    from ragops.training.embedder import TrainConfig, train_bi_encoder
+
+    model = load_sentence_transformer("all-MiniLM-L6-v2")
+    model.max_seq_length = 32
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    seen: list = []
+    query_layer = model[0].auto_model.encoder.layer[0].attention.self.query
+    query_layer.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    queries = ["vitamin d and bone density", "statins lower cholesterol", "sleep and memory", "aspirin and stroke"]
+    docs = ["Vitamin D supplements raise bone density.", "Statins reduce LDL cholesterol.",
+            "Sleep consolidates memory.", "Aspirin lowers the risk of stroke."]
+    negs = [[docs[(i + 1) % 4]] for i in range(4)]
+    ids = [[f"d{i}", f"d{(i + 1) % 4}"] for i in range(4)]
+    result = train_bi_encoder(model, queries, docs, negs, [{f"d{i}"} for i in range(4)], ids,
+                              TrainConfig(epochs=1, batch_size=2, max_steps=1, lr=1e-4, precision=precision))
+    assert result.steps == 1 and result.precision == precision
+    assert set(seen) == {torch.bfloat16 if precision == "bf16" else torch.float32}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert any(not torch.equal(before[n], p) for n, p in model.named_parameters())
 
 
 def test_pool_score_ranks_each_pool_by_its_best_chunk() -> None:

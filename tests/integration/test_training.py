@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from ragops.encode.models import training_precision
+
 pytestmark = pytest.mark.integration
 
 
@@ -24,6 +26,8 @@ def test_trained_embedder_loads_and_changes_vectors(built_project: Path) -> None
     qrels = pd.read_parquet(built_project / "data/processed/qrels.parquet")
     train = qrels[qrels["split"] == "train"]
     assert record["trained"] and record["steps"] == 3 and record["seed"] == 42
+    embed_params = yaml.safe_load((built_project / "params.yaml").read_text())["train"]["embedder"]
+    assert record["precision"] == training_precision(embed_params["precision"], "cpu")  # resolved on this machine
     assert (record["train_queries"], record["examples"]) == (train["query_id"].nunique(), len(train))
     assert len(record["dev_ndcg@10_by_epoch"]) == 2  # before training and after the epoch
     assert list(folder.glob("*.safetensors"))
@@ -51,6 +55,7 @@ def test_trained_reranker_loads_and_scores_differ_from_untrained(built_project: 
     folder = built_project / "models/reranker"
     record = json.loads((folder / "training.json").read_text())
     assert record["trained"] and record["steps"] == 3 and list(folder.glob("*.safetensors"))
+    assert record["precision"] == training_precision(record["config"]["precision"], "cpu")
     # the tiny profile trains on corpus titles too, and keeps the first train.reranker.layers layers
     assert record["config"]["title_queries"] == 16 and record["group_size"] == 4
     layers = record["config"]["layers"]

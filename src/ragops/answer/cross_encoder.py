@@ -44,6 +44,7 @@ class CrossEncoderConfig:
     threads: int = 2
     seed: int = 42
     device: str = "cpu"  # torch device of training (the saved model is loaded on the CPU)
+    precision: str = "fp32"  # fp32 | bf16 (the forward under autocast); grounding.cross_encoder.precision resolved
     # Pseudo-claims from the corpus (corpus_claims / pseudo_examples) added to the training examples:
     corpus_claims: int = 0  # how many (0 = none)
     corpus_source: str = "both"  # titles | clauses | both
@@ -52,9 +53,13 @@ class CrossEncoderConfig:
 
 
 def cross_encoder_config(ce: dict[str, Any] | None, seed: int) -> CrossEncoderConfig | None:
-    """``grounding.cross_encoder`` as a config; None when absent or ``enabled: false``."""
+    """``grounding.cross_encoder`` as a config; None when absent or ``enabled: false``. Its precision is resolved
+    for its device (``auto``: ragops.encode.models.training_precision), so a training key holds the arithmetic."""
     if not ce or not ce.get("enabled", True):
         return None
+    from ragops.encode.models import training_precision
+
+    device = str(ce.get("device", "cpu"))
     return CrossEncoderConfig(
         epochs=int(ce["epochs"]),
         lr=float(ce["lr"]),
@@ -64,7 +69,8 @@ def cross_encoder_config(ce: dict[str, Any] | None, seed: int) -> CrossEncoderCo
         top_k=int(ce["top_k"]),
         threads=int(ce["threads"]),
         seed=seed,
-        device=str(ce.get("device", "cpu")),
+        device=device,
+        precision=training_precision(str(ce.get("precision", "fp32")), device),
         corpus_claims=int(ce.get("corpus_claims", 0)),
         corpus_source=str(ce.get("corpus_source", "both")),
         corpus_nei=bool(ce.get("corpus_nei", False)),
@@ -190,7 +196,7 @@ def train_cross_encoder(
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from ragops.encode.models import checked_device, offline_env
+    from ragops.encode.models import autocast, checked_device, offline_env
 
     offline_env()
     checked_device(cfg.device, "grounding.cross_encoder.device")
@@ -223,7 +229,8 @@ def train_cross_encoder(
         total = 0.0
         for b in range(0, len(order), cfg.batch_size):
             batch = [examples[i] for i in order[b : b + cfg.batch_size]]
-            logits = model.logits([x[0] for x in batch], [x[1] for x in batch])
+            with autocast(cfg.precision, cfg.device):  # bf16: the forward only; the loss in fp32
+                logits = model.logits([x[0] for x in batch], [x[1] for x in batch]).float()
             loss = batch_loss(logits, [x[2] for x in batch])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -239,7 +246,8 @@ def train_cross_encoder(
             encoder.train()
     encoder.eval()
     model.encoder, model.head = encoder.cpu(), head.cpu()
-    return model, {"examples": len(examples), "epoch_loss": losses, "seconds": round(time.perf_counter() - t0, 1)}
+    return model, {"examples": len(examples), "epoch_loss": losses, "seconds": round(time.perf_counter() - t0, 1),
+                   "precision": cfg.precision}
 
 
 def batch_loss(logits: Any, labels: Sequence[int]) -> Any:

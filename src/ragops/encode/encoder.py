@@ -190,11 +190,16 @@ class Encoder:
 
     def __init__(self, model_name: str, device: str = "cpu", batch_size: int = 64, backend: str = "torch",
                  onnx_dir: str | Path = "~/.cache/ragops/onnx") -> None:
-        from ragops.encode.models import load_sentence_transformer, model_fingerprint, resolve_model
+        from ragops.encode.models import checked_device, load_sentence_transformer, model_fingerprint, resolve_model
         from ragops.encode.onnx_encoder import OnnxModel, check_backend, ensure_export
 
         self.model_name = model_name
         self.backend = check_backend(backend)
+        if backend == "torch":  # a GPU the machine lacks: one line naming the setting, not a torch traceback
+            checked_device(device, "embed.device")
+        elif device != "cpu":
+            log.warning("embed.device %s is not used: the %s backend runs on the CPU (embed.backend: torch runs "
+                        "on the device)", device, backend)
         self.path = resolve_model(model_name)
         self.batch_size = batch_size
         fingerprint = model_fingerprint(self.path)

@@ -83,6 +83,36 @@ def checked_device(device: str, setting: str) -> str:
     return device
 
 
+def training_precision(precision: str, device: str) -> str:
+    """The arithmetic a training runs in on ``device``: ``precision`` (``fp32`` or ``bf16``), or for ``auto``
+    bf16 where the hardware multiplies bf16 natively (a CPU with AVX512-BF16 or AMX, a CUDA GPU that supports
+    it) and fp32 elsewhere (bf16 emulated on an older CPU is slower than fp32). bf16 and fp32 train slightly
+    different models, so the resolved value is part of every training key."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    kind = device.split(":", 1)[0]
+    if kind == "cuda":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    if kind == "cpu":
+        native = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's probes (private)
+        return "bf16" if any(getattr(torch.cpu, f, lambda: False)() for f in native) else "fp32"
+    return "fp32"
+
+
+def autocast(precision: str, device: str):
+    """The context a training step's forward pass runs in: for bf16, torch's autocast (matrix products in bf16;
+    weights, optimizer state, normalizations and the loss stay fp32: mixed precision); for fp32, none."""
+    import contextlib
+
+    import torch
+
+    if precision != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.split(":", 1)[0], dtype=torch.bfloat16)
+
+
 def load_sentence_transformer(name: str, device: str = "cpu"):
     offline_env()
     from sentence_transformers import SentenceTransformer

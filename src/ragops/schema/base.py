@@ -13,6 +13,8 @@ NonNeg = Annotated[int, Field(ge=0)]
 NonNegF = Annotated[float, Field(ge=0)]
 # a torch device: cpu, cuda, cuda:<index>, mps (whether the machine has it is checked where a model loads)
 Device = Annotated[str, Field(pattern=r"^(cpu|cuda(:[0-9]+)?|mps)$")]
+# the arithmetic of a training: auto = bf16 where the device multiplies it natively, else fp32
+Precision = Literal["auto", "fp32", "bf16"]
 Mode = Literal["bm25", "dense", "hybrid", "dense_ft", "hybrid_ft", "hybrid_rerank", "hybrid_ft_rerank"]
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from ragops.schema.base import Device, Mode, NonNeg, NonNegF, Pos, Section, Unit
+from ragops.schema.base import Device, Mode, NonNeg, NonNegF, Pos, Precision, Section, Unit
 
 
 class Data(Section):
@@ -133,6 +133,7 @@ class TrainEmbedder(Section):
     dev_pool: Pos
     max_steps: NonNeg
     device: Device
+    precision: Precision
 
 
 class TrainReranker(Section):
@@ -151,6 +152,7 @@ class TrainReranker(Section):
     dev_n: Pos
     max_steps: NonNeg
     device: Device
+    precision: Precision
 
 
 class Tune(Section):

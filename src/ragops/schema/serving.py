@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from ragops.schema.base import Device, Mode, NonNeg, NonNegF, Pos, Section, Unit
+from ragops.schema.base import Device, Mode, NonNeg, NonNegF, Pos, Precision, Section, Unit
 
 
 class Registry(Section):
@@ -107,6 +107,7 @@ class CrossEncoder(Section):
     top_k: Pos
     threads: NonNeg
     device: Device
+    precision: Precision
     corpus_claims: NonNeg
     corpus_source: Literal["titles", "clauses", "both"]
     corpus_nei: bool

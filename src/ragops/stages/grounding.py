@@ -87,7 +87,10 @@ def main(params: dict[str, Any]) -> None:
     # per run: within 3e-7 of PyTorch's batched vectors; about half the encoding time on one core and no
     # sentence-transformers load), through PyTorch on a GPU. Part of the key: another backend, other last bits.
     backend = "onnx" if device == "cpu" else "torch"
-    settings = {"grounding": g, "seed": seed, "embed_model": embed["model"], "embed_backend": backend}
+    ce_cfg = cross_encoder_config(g.get("cross_encoder"), seed)
+    # the cross-encoder's arithmetic as resolved here (precision auto: bf16 or fp32 by the machine)
+    settings = {"grounding": g, "seed": seed, "embed_model": embed["model"], "embed_backend": backend,
+                "ce_precision": ce_cfg.precision if ce_cfg else None}
     # the cross-encoder starts from the grounding_pretrain stage's model when it trained one
     pretrained = Path(paths["grounding_pretrained"])
     start = sorted(p for p in pretrained.rglob("*") if p.is_file()) if is_trained(pretrained) else []
@@ -104,7 +107,7 @@ def main(params: dict[str, Any]) -> None:
         folds=int(g["folds"]),
         c_grid=tuple(float(c) for c in g["c_grid"]),
         seed=seed,
-        cross_encoder=cross_encoder_config(g.get("cross_encoder"), seed),
+        cross_encoder=ce_cfg,
         stacker=str(g["stacker"]),
         stack_weights=tuple(float(w) for w in g["stack_weights"]),
     )

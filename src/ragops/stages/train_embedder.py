@@ -26,7 +26,7 @@ log = logging.getLogger("ragops.train_embedder")
 CODE = training_code("train_embedder")
 
 
-def train_config(cfg: dict[str, Any], seed: int) -> TrainConfig:
+def train_config(cfg: dict[str, Any], seed: int, precision: str = "fp32") -> TrainConfig:
     return TrainConfig(
         epochs=int(cfg["epochs"]),
         lr=float(cfg["lr"]),
@@ -35,6 +35,7 @@ def train_config(cfg: dict[str, Any], seed: int) -> TrainConfig:
         max_steps=int(cfg.get("max_steps", 0)),
         head_lr=float(cfg.get("head_lr", 0.0)),
         seed=seed,
+        precision=precision,
     )
 
 
@@ -68,7 +69,7 @@ def main(params: dict[str, Any]) -> None:
     model = load_sentence_transformer(params["embed"]["model"], device=device)
     model.max_seq_length = int(cfg["max_seq_length"])
     dev_score, dev_untrained = dev_scorer(params, retriever, text_of, chunks, chunk_vecs, int(cfg["dev_pool"]))
-    tcfg = train_config(cfg, seed)
+    tcfg = train_config(cfg, seed, job.precision)
     result = train_bi_encoder(
         model,
         [text_of[ex.query_id] for ex in examples],

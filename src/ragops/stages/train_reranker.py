@@ -52,7 +52,8 @@ def main(params: dict[str, Any]) -> None:
     model, tok = init_cross_encoder(resolve_model(params["embed"]["model"]), seed, int(cfg.get("layers", 0)), device)
     max_length = int(cfg["max_length"])
     dev_score = dev_scorer(params, retriever, text_of, passage, tok, max_length)
-    result = train_cross_encoder(model, tok, queries, groups, max_length, train_config(cfg, seed), dev_score)
+    result = train_cross_encoder(model, tok, queries, groups, max_length, train_config(cfg, seed, job.precision),
+                                 dev_score)
     with atomic_dir(paths["reranker"]) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tok.save_pretrained(str(tmp))

@@ -29,6 +29,7 @@ class TrainConfig:
     seed: int = 42
     scale: float = 20.0  # MNRL temperature (sentence-transformers default)
     head_lr: float = 0.0  # >0: learning rate of a new head (params named classifier.*/pooler.*)
+    precision: str = "fp32"  # fp32 | bf16: the forward passes under bf16 autocast (ragops.encode.models.autocast)
 
 
 @dataclass
@@ -37,6 +38,7 @@ class TrainResult:
     dev: list[float] = field(default_factory=list)  # dev score per epoch, epoch 0 = before training
     seconds: float = 0.0
     steps: int = 0
+    precision: str = "fp32"
 
 
 def set_seed(seed: int) -> None:
@@ -84,7 +86,7 @@ def fit_with_selection(
     groups = [{"params": body, "lr": cfg.lr}] + ([{"params": head, "lr": cfg.head_lr}] if head else [])
     opt = torch.optim.AdamW(groups, lr=cfg.lr)
     sched = linear_schedule(opt, int(cfg.warmup * total), total)
-    result = TrainResult(best_epoch=0)
+    result = TrainResult(best_epoch=0, precision=cfg.precision)
     t0 = time.perf_counter()
     best_state = None
     if dev_score is not None:
@@ -134,18 +136,23 @@ def fit_with_selection(
 
 
 def mnrl_step(
-    model, queries: Sequence[str], passages: Sequence[str], n_neg: int, mask: np.ndarray, scale: float
+    model, queries: Sequence[str], passages: Sequence[str], n_neg: int, mask: np.ndarray, scale: float,
+    precision: str = "fp32",
 ) -> float:
     """Forward + backward of one MNRL batch; ``passages`` = B positives then B*n_neg negatives,
-    ``mask[i, j]`` True where passage j is relevant to query i but is not its target."""
+    ``mask[i, j]`` True where passage j is relevant to query i but is not its target. Under bf16 the encoder's
+    forward runs in autocast; the similarities and the loss in fp32."""
     import torch
+
+    from ragops.encode.models import autocast
 
     device = model.device  # the batch goes where the model is (train.embedder.device)
 
     def embed(texts: Sequence[str]):
         feats = model.preprocess(list(texts))  # sentence-transformers' tokenization (`tokenize` is deprecated)
         feats = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in feats.items()}
-        return model(feats)["sentence_embedding"]
+        with autocast(precision, str(device)):
+            return model(feats)["sentence_embedding"].float()
 
     q = torch.nn.functional.normalize(embed(queries), dim=-1)
     p = torch.nn.functional.normalize(embed(passages), dim=-1)
@@ -180,7 +187,7 @@ def train_bi_encoder(
         for r, i in enumerate(b):
             for c, doc in enumerate(ids):
                 mask[r, c] = c != r and doc in relevant[i]
-        return mnrl_step(model, [queries[i] for i in b], texts, n_neg, mask, cfg.scale)
+        return mnrl_step(model, [queries[i] for i in b], texts, n_neg, mask, cfg.scale, cfg.precision)
 
     return fit_with_selection(model, step, len(queries), cfg, dev_score, dev_untrained)
 

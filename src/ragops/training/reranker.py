@@ -47,6 +47,8 @@ def train_cross_encoder(
     """Train in place on ``groups[i]`` = [positive, *negatives] passages of ``queries[i]``."""
     import torch
 
+    from ragops.encode.models import autocast
+
     n = min((len(g) for g in groups), default=0)
 
     def step(batch: np.ndarray) -> float:
@@ -54,7 +56,8 @@ def train_cross_encoder(
         qs = [queries[i] for i in b for _ in range(n)]
         ps = [groups[i][j] for i in b for j in range(n)]
         feats = tokenizer(qs, ps, truncation="longest_first", max_length=max_length, padding=True, return_tensors="pt")
-        logits = model(**feats.to(model.device)).logits[:, 0].view(len(b), n)
+        with autocast(cfg.precision, str(model.device)):  # bf16: the forward only; the loss in fp32
+            logits = model(**feats.to(model.device)).logits[:, 0].float().view(len(b), n)
         loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(b), dtype=torch.long, device=logits.device))
         loss.backward()
         return float(loss.detach())

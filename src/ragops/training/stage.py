@@ -20,6 +20,7 @@ class Started(NamedTuple):
     cfg: dict[str, Any]  # train.<name>
     seed: int
     device: str  # train.<name>.device, one torch sees
+    precision: str  # train.<name>.precision resolved for the device: fp32 or bf16
     retriever: Any  # the base retriever (ragops.retrieval.load.load_retriever)
     qids: list[str]  # the train queries, sorted
     examples: list[Example]  # each judged (query, document) pair with its hard negatives (``mine``)
@@ -31,7 +32,7 @@ def start(params: dict[str, Any], name: str, code: Sequence) -> Started | None:
     whose training key is unchanged is kept (``train.retrain: on_train_change``). A device the machine lacks
     (``train.<name>.device``) is a ConfigError here, before the corpus is read or a model loaded. Otherwise the
     base retriever mines the examples (``mine``)."""
-    from ragops.encode.models import checked_device
+    from ragops.encode.models import checked_device, training_precision
     from ragops.retrieval.load import load_retriever
 
     log = logging.getLogger(f"ragops.train_{name}")
@@ -42,7 +43,9 @@ def start(params: dict[str, Any], name: str, code: Sequence) -> Started | None:
         log.info("%s not trained: %s", name, reason)
         write_skipped(paths[name], reason)
         return None
-    key = training_key(params, cfg, code)
+    # "auto" means one arithmetic on this machine and maybe another elsewhere: the key holds the resolved one
+    precision = training_precision(str(cfg["precision"]), str(cfg["device"]))
+    key = training_key(params, {**cfg, "precision": precision}, code)
     if reusable(paths[name], key, str(params["train"].get("retrain", "always"))):
         log.info("%s kept: its training key is unchanged (train.retrain: on_train_change; RAGOPS_RETRAIN=1 "
                  "retrains)", name)
@@ -50,7 +53,8 @@ def start(params: dict[str, Any], name: str, code: Sequence) -> Started | None:
     device = checked_device(str(cfg["device"]), f"train.{name}.device")
     text_of = pd.read_parquet(paths["queries"]).set_index("query_id")["text"]
     retriever, qids, seed = load_retriever(params), sorted(positives), int(params["seed"])
-    return Started(positives, key, text_of, cfg, seed, device, retriever, qids,
+    log.info("%s trains on %s in %s (train.%s.precision: %s)", name, device, precision, name, cfg["precision"])
+    return Started(positives, key, text_of, cfg, seed, device, precision, retriever, qids,
                    mine(retriever, positives, text_of, qids, cfg, seed))
 
 
@@ -79,6 +83,7 @@ def marker(params: dict[str, Any], name: str, key: str, result, **counts: Any) -
         "base": params["embed"]["model"],
         "seed": int(params["seed"]),
         **counts,
+        "precision": result.precision,
         "best_epoch": result.best_epoch,
         "dev_ndcg@10_by_epoch": result.dev,
         "steps": result.steps,
