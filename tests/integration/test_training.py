@@ -77,14 +77,27 @@ def test_trained_reranker_loads_and_scores_differ_from_untrained(built_project: 
     np.testing.assert_allclose(st.predict([(query, p) for p in passages]), 1 / (1 + np.exp(-trained)), atol=1e-4)
 
 
-def test_every_trained_mode_is_evaluated(built_project: Path) -> None:
+def test_every_trained_mode_is_evaluated(built_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ragops.config import load_params
+    from ragops.retrieval.load import load_pipeline
+
     metrics = json.loads((built_project / "reports/metrics.json").read_text())
     for split in ("dev", "test"):
         assert {"dense_ft", "hybrid_ft", "hybrid_rerank", "hybrid_ft_rerank"} <= set(metrics[split])
         assert metrics[split]["hybrid_ft_rerank"]["ndcg@10"] > 0.4  # a few steps: working, not good
-    per_query = pd.read_csv(built_project / "reports/per_query.csv")
-    wide = per_query[per_query["split"] == "test"].pivot(index="query_id", columns="mode", values="ndcg@10")
-    assert not np.allclose(wide["hybrid_rerank"], wide["hybrid"])  # the reranker really reorders
+    # The reranker really reorders: the order of the first stage's top rerank.n changes for some test queries. (A
+    # three-step reranker may move no relevant document past another, so per-query nDCG alone cannot show it: the
+    # bf16 one of 2026-12-05 reordered 17 of 65 queries and changed no nDCG@10.)
+    monkeypatch.chdir(built_project)
+    params = load_params("params.yaml")
+    pipeline, _ = load_pipeline(params, modes=["hybrid", "hybrid_rerank"])
+    qrels = pd.read_parquet("data/processed/qrels.parquet")
+    text_of = pd.read_parquet("data/processed/queries.parquet").set_index("query_id")["text"]
+    texts = [text_of[q] for q in sorted(set(qrels.loc[qrels["split"] == "test", "query_id"]))]
+    n = int(params["rerank"]["n"])
+    first, reranked = pipeline.search_batch(texts, "hybrid", n), pipeline.search_batch(texts, "hybrid_rerank", n)
+    assert sorted(first[0].ids) == sorted(reranked[0].ids)  # the same documents, reordered
+    assert sum(list(a.ids) != list(b.ids) for a, b in zip(first, reranked, strict=True)) >= 3
 
 
 def test_tune_training_picks_a_rerank_setting_within_the_token_budget(built_project: Path, tmp_path: Path) -> None:
