@@ -7,11 +7,11 @@ params.yaml gives it.
 "Mixed precision") choose between fp32 and bf16 autocast; `auto` picks bf16 where the device multiplies bf16
 natively. This measures what that buys here, before a whole build: for each model a forward pass under the
 project's own autocast (ragops.encode.models.autocast), the loss in fp32, backward and an AdamW step, on token
-ids of the lengths the training uses (MNRL's 32 queries and 64 passages at train.embedder.max_seq_length; the
-reranker's 16 groups of 4 pairs at train.reranker.max_length, its first train.reranker.layers layers; the
-grounding cross-encoder's 16 pairs at grounding.cross_encoder.max_length). Seconds per step: the median of
-``--repeats`` steps after one warm-up. The quality side needs whole trainings: docs/benchmarks.md, "Mixed
-precision".
+ids of the lengths the training uses (MNRL's 32 queries, taken at 24 tokens, and 64 passages at
+train.embedder.max_seq_length; the reranker's 16 groups of 4 pairs at train.reranker.max_length, its first
+train.reranker.layers layers; the grounding cross-encoder's 16 pairs at grounding.cross_encoder.max_length).
+Seconds per step: the median of ``--repeats`` steps after one warm-up. The quality side needs whole trainings:
+docs/benchmarks.md, "Mixed precision".
 Writes reports/bench/precision.json and the `precision` section of docs/benchmarks.md.
 """
 
