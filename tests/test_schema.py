@@ -61,6 +61,22 @@ def test_every_problem_is_listed_at_once() -> None:
     assert msg.startswith("2 problems: ") and "fusion.alpha" in msg and "rerank.weight" in msg
 
 
+def test_a_params_file_older_than_a_key_is_told_the_value_that_keeps_its_behaviour() -> None:
+    def old(p: dict) -> None:  # a params.yaml written before mixed precision
+        for section in (p["train"]["embedder"], p["train"]["reranker"], p["grounding"]["cross_encoder"]):
+            section.pop("precision")
+
+    msg = _error(old)
+    assert msg.startswith("3 problems: ")
+    for key in ("train.embedder.precision", "train.reranker.precision", "grounding.cross_encoder.precision"):
+        assert f"missing key '{key}', added in a later version: 'fp32' keeps what this file did before" in msg
+    # a key that was always there gets no such hint
+    assert _error(lambda p: p["fusion"].pop("alpha")) == "params.yaml: missing key 'fusion.alpha'"
+    # and the value it names is valid
+    validate(merge(PARAMS, {"train": {"embedder": {"precision": "fp32"}, "reranker": {"precision": "fp32"}},
+                            "grounding": {"cross_encoder": {"precision": "fp32"}}}))
+
+
 def test_load_params_validates_and_a_stage_stops_before_writing(tmp_path: Path) -> None:
     """A stage run with a typo prints one error line naming file and key, exits 2 and writes nothing."""
     params = copy.deepcopy(PARAMS)

@@ -19,6 +19,7 @@ from ragops.registry.tracking import (
     lineage_tags,
     loggable_params,
     metric_key,
+    precision_tags,
     redact_uri,
     resolve_store,
 )
@@ -112,6 +113,20 @@ def test_lineage_tags_from_git_dvc_lock_and_files(tmp_path: Path) -> None:
     assert tags["git.dirty"] == "false" and "data.sha256.missing" not in tags
     for key in tags:
         _validate_tag_name(key)
+
+
+def test_precision_tags_name_what_each_trained_model_resolved_to(tmp_path: Path) -> None:
+    (tmp_path / "embedder").mkdir()
+    (tmp_path / "embedder/training.json").write_text(json.dumps({"trained": True, "precision": "bf16"}))
+    (tmp_path / "reranker").mkdir()  # not trained: a marker without a precision
+    (tmp_path / "reranker/training.json").write_text(json.dumps({"trained": False, "reason": "disabled"}))
+    report = tmp_path / "grounding.json"
+    report.write_text(json.dumps({"train": {"trained": {"cross_encoder": {"precision": "fp32"}}}}))
+    paths = {"embedder": str(tmp_path / "embedder"), "reranker": str(tmp_path / "reranker"),
+             "grounding_report": str(report)}
+    assert precision_tags(paths) == {"training.precision.embedder": "bf16", "training.precision.grounding": "fp32"}
+    report.write_text(json.dumps({"train": {"trained": {}}}))  # the cross-encoder disabled
+    assert precision_tags(paths | {"embedder": str(tmp_path / "missing")}) == {}
 
 
 def test_outside_git_the_commit_is_unknown(tmp_path: Path) -> None:

@@ -133,6 +133,16 @@ def test_first_version_is_champion_and_its_run_has_everything(history: dict) -> 
     assert tags["mlflow.source.git.commit"] == head and tags["git.commit"] == head
     assert len(tags["dvc.lock.sha256"]) == 64 and tags["dvc.md5.data/processed/chunks.parquet"]
     assert len(tags["data.sha256.qrels"]) == 64 and tags["embed.model_id"] != "None"
+    # the arithmetic each model trained in: the setting (auto) is a param, what it resolved to here a tag
+    from ragops.encode.models import training_precision
+
+    built = yaml.safe_load((root / "params.yaml").read_text())
+    for name, key in (("embedder", "train.embedder"), ("reranker", "train.reranker"),
+                      ("grounding", "grounding.cross_encoder")):
+        section, field = key.split(".")
+        setting = built[section][field]["precision"]
+        assert params[f"{key}.precision"] == setting
+        assert tags[f"training.precision.{name}"] == training_precision(setting, "cpu")
     files = {a.path for a in c.list_artifacts(summary["run_id"])}
     assert {"per_query.csv", "metrics.json", "plots", "lineage"} <= files
     plots = {a.path for a in c.list_artifacts(summary["run_id"], "plots")}

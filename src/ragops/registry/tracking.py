@@ -222,6 +222,20 @@ def lineage_tags(root: Path, data_files: Mapping[str, str | Path]) -> dict[str, 
     return tags
 
 
+def precision_tags(paths: Mapping[str, str]) -> dict[str, str]:
+    """``training.precision.<model>``: the arithmetic each trained model was trained in. The params logged hold the
+    setting (``auto``); what it resolved to on the machine that trained is in the models' records."""
+    def read(path: str | Path) -> dict:
+        path = Path(path)
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    found = {name: read(Path(paths[name]) / "training.json").get("precision")
+             for name in ("embedder", "reranker") if name in paths}
+    report = read(paths["grounding_report"]) if "grounding_report" in paths else {}
+    found["grounding"] = report.get("train", {}).get("trained", {}).get("cross_encoder", {}).get("precision")
+    return {f"training.precision.{name}": str(value) for name, value in found.items() if value}
+
+
 def git_tags(root: Path) -> dict[str, str]:
     """``mlflow.source.git.commit`` (shown by the UI) and whether tracked files had changes."""
     def git(*args: str) -> str:

@@ -72,6 +72,9 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 # keys that moved: an old params.yaml gets the new name, not a guess
 RENAMED = {"data.dataset": "data.source"}
+# keys added since a params.yaml could be written without them: the value that keeps what such a file did
+ADDED = {"train.embedder.precision": "fp32", "train.reranker.precision": "fp32",
+         "grounding.cross_encoder.precision": "fp32"}
 
 
 def describe(exc: ValidationError, source: str) -> list[str]:
@@ -89,6 +92,9 @@ def describe(exc: ValidationError, source: str) -> list[str]:
             hint = f" (did you mean '{'.'.join(map(str, loc[:-1] + (close[0],)))}'?)" if close else (
                 f" (valid here: {', '.join(names)})" if names else "")
             lines.append(f"{source}: unknown key '{key}'{hint}")
+        elif err["type"] == "missing" and key in ADDED:
+            lines.append(f"{source}: missing key '{key}', added in a later version: '{ADDED[key]}' keeps what this "
+                         "file did before (the repository's params.yaml explains the key)")
         elif err["type"] == "missing":
             lines.append(f"{source}: missing key '{key}'")
         else:

@@ -33,7 +33,15 @@ from ragops.registry.blobstore import dedup_tree, linked_local_copies, local_pat
 from ragops.registry.gate import GateDecision, gate
 from ragops.registry.package import package_parts
 from ragops.registry.served_mode import choose_mode
-from ragops.registry.tracking import RegistryConfig, connect, experiment_id, lineage_tags, log_evaluation, resolve_store
+from ragops.registry.tracking import (
+    RegistryConfig,
+    connect,
+    experiment_id,
+    lineage_tags,
+    log_evaluation,
+    precision_tags,
+    resolve_store,
+)
 from ragops.retrieval.load import available_modes, local_parts, pipeline_config
 from ragops.stages.evaluate import NO_JUDGMENTS
 from ragops.timing import DEFAULT_DIR, read_stage_times, run_stage
@@ -136,7 +144,8 @@ def log_run(params: dict[str, Any], root: Path, embed_stats: dict[str, Any]) -> 
     if "seconds" in embed_stats:  # the embed stage's own measure of encoding (cache look-ups included)
         timings["embed_encode"] = float(embed_stats["seconds"])
     data = {k: paths[k] for k in ("docs", "queries", "qrels", "chunks") if k in paths}
-    tags = {**lineage_tags(root, data), "ragops.stage": "register", "embed.model_id": str(embed_stats.get("model_id"))}
+    tags = {**lineage_tags(root, data), **precision_tags(paths), "ragops.stage": "register",
+            "embed.model_id": str(embed_stats.get("model_id"))}
     with private_tempdir("plots") as images:
         render_plots(pd.read_csv(paths["per_query"], dtype={"query_id": str}), Path(images))
         files = [("", paths["per_query"]), ("", paths["metrics"]), ("plots", paths["plots"]), ("plots", images),
