@@ -225,11 +225,13 @@ def lineage_tags(root: Path, data_files: Mapping[str, str | Path]) -> dict[str, 
 def precision_tags(paths: Mapping[str, str]) -> dict[str, str]:
     """``training.precision.<model>``: the arithmetic each trained model was trained in. The params logged hold the
     setting (``auto``); what it resolved to on the machine that trained is in the models' records."""
-    def read(path: str | Path) -> dict:
-        path = Path(path)
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    from ragops.io import read_json
+    from ragops.training.artifacts import MARKER
 
-    found = {name: read(Path(paths[name]) / "training.json").get("precision")
+    def read(path: str | Path) -> dict:
+        return read_json(path) if Path(path).is_file() else {}
+
+    found = {name: read(Path(paths[name]) / MARKER).get("precision")
              for name in ("embedder", "reranker") if name in paths}
     report = read(paths["grounding_report"]) if "grounding_report" in paths else {}
     found["grounding"] = report.get("train", {}).get("trained", {}).get("cross_encoder", {}).get("precision")
