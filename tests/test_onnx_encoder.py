@@ -3,6 +3,7 @@ cache keys that keep int8, fp32-ONNX and torch vectors apart."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -11,7 +12,16 @@ import pytest
 
 from ragops.encode.encoder import EmbeddingCache, Encoder, embed_with_cache
 from ragops.encode.models import resolve_model
-from ragops.encode.onnx_encoder import BACKENDS, FILES, OnnxModel, check_backend
+from ragops.encode.onnx_encoder import (
+    BACKENDS,
+    FILES,
+    FP32_FFN_OUT,
+    RECIPE,
+    OnnxModel,
+    check_backend,
+    ensure_export,
+    export_dir,
+)
 from ragops.errors import ConfigError
 from ragops.retrieval.load import query_batch_size
 
@@ -43,6 +53,46 @@ def test_export_is_made_once_from_the_packaged_folder(encoders, onnx_dir):
     stamp = (folder / "meta.json").stat().st_mtime_ns
     Encoder("all-MiniLM-L6-v2", backend="onnx-int8", onnx_dir=onnx_dir)  # found, not exported again
     assert (folder / "meta.json").stat().st_mtime_ns == stamp
+
+
+def test_int8_recipe_keeps_the_first_feed_forward_outputs_in_fp32(encoders, onnx_dir):
+    import onnx
+
+    folder = encoders["onnx-int8"].model.path.parent
+    assert folder.name.endswith(f"-r{RECIPE}") and encoders["onnx-int8"].model.cache_tag == f"onnx-int8.1-r{RECIPE}"
+    meta = encoders["onnx-int8"].model.meta
+    want = [f"/model/model.0/encoder/layer.{i}/output/dense/MatMul" for i in range(FP32_FFN_OUT)]
+    assert meta["recipe"] == RECIPE and meta["fp32_nodes"] == want
+    nodes = onnx.load(str(folder / FILES["onnx-int8"]), load_external_data=False).graph.node
+    plain = {n.name for n in nodes if n.op_type == "MatMul"}
+    assert set(want) <= plain  # left as fp32 MatMuls ...
+    later = f"/model/model.0/encoder/layer.{FP32_FFN_OUT}/output/dense/MatMul"
+    assert later not in plain and any(n.name.startswith(later) for n in nodes)  # ... the next layer's quantized
+
+
+def test_a_package_serves_its_recipe_1_export_and_a_cache_re_exports(encoders, onnx_dir, tmp_path):
+    """An older registered package carries a recipe-1 export (every product int8, named by the fingerprint alone):
+    served as it is, with its own cache tag, while a local cache gets the current recipe."""
+    import shutil
+
+    current = encoders["onnx-int8"].model.path.parent
+    fingerprint = encoders["onnx-int8"].model_id.split(":")[0]
+    package = tmp_path / "package-onnx"
+    old = export_dir(package, fingerprint, recipe=1)
+    shutil.copytree(current, old)
+    meta = json.loads((old / "meta.json").read_text())
+    (old / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k not in ("recipe", "fp32_nodes")}))
+    enc = Encoder("all-MiniLM-L6-v2", backend="onnx-int8", onnx_dir=package, packaged=True)
+    assert enc.model.path.parent == old and enc.model_id.endswith(":onnx-int8.1")
+    assert sorted(p.name for p in package.iterdir()) == [old.name]  # nothing exported into the package
+    # a cache holding both: the current recipe's (exported as the first test shows), never the old one
+    cache = tmp_path / "cache-onnx"
+    shutil.copytree(old, export_dir(cache, fingerprint, recipe=1))
+    shutil.copytree(current, export_dir(cache, fingerprint))
+    model = resolve_model("all-MiniLM-L6-v2")
+    assert ensure_export(model, fingerprint, cache) == export_dir(cache, fingerprint)
+    # and a package that carries both serves the current one
+    assert ensure_export(model, fingerprint, cache, packaged=True) == export_dir(cache, fingerprint)
 
 
 def test_onnx_matches_torch(encoders):

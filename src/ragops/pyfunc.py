@@ -141,8 +141,8 @@ def lacks_encoder_export(parts: Mapping[str, Path | None], config: Mapping[str, 
     if folder is None or str(config["embed"].get("query_backend", "torch")) not in FILES:
         return False
     encoders = {p for m in modes for p in parts_for(m)} & {"embedder", "embedder_ft"}
-    # an encoder's export is named by its fingerprint alone; the reranker's carry a recipe suffix ("-ce2")
-    exports = [d for d in Path(folder).iterdir() if "-" not in d.name and (d / "meta.json").is_file()]
+    # an encoder's export is named by its fingerprint and, since recipe 2, "-r2"; the reranker's by "-ce" and theirs
+    exports = [d for d in Path(folder).iterdir() if "-ce" not in d.name and (d / "meta.json").is_file()]
     return len(exports) < len(encoders)
 
 

@@ -347,11 +347,13 @@ def test_against_a_real_mlflow_server(history: dict, mlflow_server: str, tmp_pat
     # both query encoders and the reranker; the fine-tuned encoder travels without its weights (registry.package:
     # serving): its export is filed under the packaged folder's fingerprint, and the folder names the build's model
     from ragops.encode.models import model_fingerprint
+    from ragops.encode.onnx_encoder import export_dir
 
     ft = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL}/1/artifacts/embedder",
                                                   dst_path=str(tmp_path / "ft")))
-    assert json.loads((ft / "ragops_package.json").read_text())["source_fingerprint"][:16] == missing
-    assert len(exports) == 3 and model_fingerprint(ft)[:16] in exports, exports
+    source = json.loads((ft / "ragops_package.json").read_text())["source_fingerprint"]
+    assert export_dir(Path(), source).name == missing
+    assert len(exports) == 3 and export_dir(Path(), model_fingerprint(ft)).name in exports, exports
 
 
 def test_unchanged_models_cost_no_disk_again(history: dict) -> None:

@@ -295,7 +295,10 @@ def test_a_package_without_an_encoder_export_never_writes_into_itself(package: P
     shutil.copytree(package, legacy)
     parts = yaml.safe_load((legacy / "MLmodel").read_text())["flavors"]["python_function"]["artifacts"]
     onnx = legacy / parts["onnx"]["path"]
-    base = json.loads((legacy / "artifacts/config.json").read_text())["embed"]["model_id"][:16]
+    from ragops.encode.onnx_encoder import export_dir
+
+    fingerprint = json.loads((legacy / "artifacts/config.json").read_text())["embed"]["model_id"].split(":")[0]
+    base = export_dir(Path(), fingerprint).name
     cache = tmp_path / "onnx-cache"
     cache.mkdir()
     shutil.move(onnx / base, cache / base)  # the base encoder's export: in the cache (as the build left it), not here

@@ -185,11 +185,12 @@ class Encoder:
 
     ``backend`` (``embed.backend``): ``torch`` runs sentence-transformers; ``onnx`` / ``onnx-int8``
     run the model exported to ONNX (ragops.encode.onnx_encoder; exported once into ``onnx_dir``). The
-    backend is part of ``model_id`` (the cache key): int8 vectors never mix with fp32 ones.
+    backend is part of ``model_id`` (the cache key): int8 vectors never mix with fp32 ones. ``packaged``:
+    ``onnx_dir`` is a registered package's, whose export is served whatever its int8 recipe.
     """
 
     def __init__(self, model_name: str, device: str = "cpu", batch_size: int = 64, backend: str = "torch",
-                 onnx_dir: str | Path = "~/.cache/ragops/onnx") -> None:
+                 onnx_dir: str | Path = "~/.cache/ragops/onnx", packaged: bool = False) -> None:
         from ragops.encode.models import checked_device, load_sentence_transformer, model_fingerprint, resolve_model
         from ragops.encode.onnx_encoder import OnnxModel, check_backend, ensure_export
 
@@ -208,7 +209,8 @@ class Encoder:
             self.dim = int(self.model.get_embedding_dimension())
             self.model_id = f"{fingerprint}:{self.model.max_seq_length}"
         else:
-            self.model = OnnxModel(ensure_export(self.path, fingerprint, Path(onnx_dir).expanduser()), backend)
+            folder = ensure_export(self.path, fingerprint, Path(onnx_dir).expanduser(), packaged)
+            self.model = OnnxModel(folder, backend)
             self.dim = self.model.dim
             self.model_id = f"{fingerprint}:{self.model.max_seq_length}:{self.model.cache_tag}"
 

@@ -146,7 +146,8 @@ def assemble_pipeline(parts: Mapping[str, Any], config: Mapping[str, Any], modes
 
     def make_encoder(model) -> Any:
         return Encoder(str(model), device=emb.get("device", "cpu"), backend=backend,
-                       batch_size=query_batch_size(backend, int(emb.get("batch_size", 64))), onnx_dir=onnx_dir)
+                       batch_size=query_batch_size(backend, int(emb.get("batch_size", 64))), onnx_dir=onnx_dir,
+                       packaged=bool(parts.get("onnx")))
 
     # The indexes load on a second thread while this one loads the encoders and the reranker. Those stay on
     # this thread: a model seen for the first time is exported to ONNX here, and torch's exporter must not
