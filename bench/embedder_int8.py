@@ -1,5 +1,5 @@
-"""Which int8 recipe keeps an embedder's retrieval quality: every MatMul int8 (recipe 1, today's ``onnx-int8``),
-or some of the encoder layers' products left in fp32?
+"""Which int8 recipe keeps an embedder's retrieval quality: every MatMul int8 (recipe 1, ``onnx-int8`` before
+2026-12-05), or some of the encoder layers' products left in fp32 (recipe 2 keeps ``out:0-2``)?
 
     python bench/embedder_int8.py [--root .] [--models models/embedder OTHER ...] [--recipes int8 out:all ...]
                                   [--screen N] [--full RECIPE ...] [--note TEXT] [--render]
@@ -170,10 +170,13 @@ def measure(model: Path, recipes: list[str], full: list[str], screen: int, root:
 
 
 def _training(model: Path) -> dict:
-    path = model / "training.json"
+    from ragops.io import read_json
+    from ragops.training.artifacts import MARKER
+
+    path = model / MARKER
     if not path.is_file():
         return {"precision": "base", "seed": None}
-    record = json.loads(path.read_text())
+    record = read_json(path)
     return {"precision": record.get("precision"), "seed": record.get("seed"), "best_epoch": record.get("best_epoch")}
 
 
