@@ -1,7 +1,8 @@
 """`ragops cache prune`: the embedding cache keeps exactly the vectors the built outputs read (the chunks under
 the embed and embed_ft model ids, the answer sentences under the sentence store's), in one segment per folder;
 a stale model's folder goes; a dry run changes nothing; nothing built is a one-line error; a running `dvc repro`
-(DVC's lock of the project held) makes it refuse and change nothing."""
+(DVC's lock of the project held) makes it refuse and change nothing. The ONNX export folder loses the superseded
+recipes' exports, and with --unused-exports the current recipe's exports of models the build does not use."""
 
 from __future__ import annotations
 
@@ -20,8 +21,11 @@ from typer.testing import CliRunner
 from ragops.answer.vectors import sentence_texts
 from ragops.cli.main import app
 from ragops.encode.encoder import EmbeddingCache, cache_keys
+from ragops.encode.export_prune import live_exports, prune_exports
+from ragops.encode.models import model_fingerprint, resolve_model
 from ragops.encode.prune import live_texts, prune
 from ragops.io import write_json
+from ragops.training.artifacts import MARKER
 
 BASE = "a" * 64 + ":256:onnx-int8.1"
 BASE_TORCH = "a" * 64 + ":256"  # the same weights under the other backend: its folder, other keys
@@ -72,6 +76,7 @@ def write_params(tmp_path: Path, p: dict) -> None:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["paths"].update(p["paths"])
     params["embed"]["cache_dir"] = str(p["cache"])
+    params["embed"]["onnx_dir"] = str(tmp_path / "onnx")  # never the user's shared ~/.cache/ragops/onnx
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
 
 
@@ -165,3 +170,60 @@ def test_cli_refuses_while_a_dvc_command_holds_the_project(tmp_path: Path) -> No
     assert out.exit_code == 0 and f"removed {OLD[:16]}/" in out.output and not (p["cache"] / OLD[:16]).exists()
     relock = subprocess.run([sys.executable, "-c", f"from dvc.repo import Repo; Repo({str(tmp_path)!r}).lock.lock()"])
     assert relock.returncode == 0  # prune released the lock it took
+
+
+def onnx_cache(root: Path) -> dict[str, Path]:
+    """An export folder as a machine accumulates it: each kind's recipe-1 and current exports, a retrained model's
+    export, and folders that are not exports."""
+    folders = {"enc_r1": "a" * 16, "enc": "a" * 16 + "-r2", "ce_r1": "b" * 16 + "-ce", "ce": "b" * 16 + "-ce2",
+               "old_enc": "c" * 16 + "-r2", "old_ce": "d" * 16 + "-ce2", "other": "notes",
+               "writing": ".eeeeeeeeeeeeeeee-r2.123.x.tmp"}
+    out = {}
+    for key, name in folders.items():
+        (root / name).mkdir(parents=True)
+        (root / name / "model.onnx").write_bytes(b"x" * 1000)
+        out[key] = root / name
+    return out
+
+
+def test_exports_of_superseded_recipes_go_and_unused_ones_only_when_asked(tmp_path: Path) -> None:
+    f = onnx_cache(tmp_path / "onnx")
+    before = listing(tmp_path / "onnx")
+    dry = prune_exports(tmp_path / "onnx", dry_run=True)
+    assert sorted(dry.removed) == sorted([f["enc_r1"].name, f["ce_r1"].name]) and listing(tmp_path / "onnx") == before
+    assert dry.bytes_before == 8000 and dry.bytes_after == 6000
+    r = prune_exports(tmp_path / "onnx")
+    assert r.removed == {f["enc_r1"].name: "recipe 1, superseded by 2", f["ce_r1"].name: "recipe 1, superseded by 2"}
+    assert {p.name for p in (tmp_path / "onnx").iterdir()} == {f[k].name for k in
+                                                               ("enc", "ce", "old_enc", "old_ce", "other", "writing")}
+    r = prune_exports(tmp_path / "onnx", live={f["enc"].name, f["ce"].name})
+    assert sorted(r.removed) == sorted([f["old_enc"].name, f["old_ce"].name])
+    assert set(r.removed.values()) == {"a model this project does not use"}
+    assert {p.name for p in (tmp_path / "onnx").iterdir()} == {f[k].name for k in ("enc", "ce", "other", "writing")}
+
+
+def test_live_exports_are_the_builds_models(tmp_path: Path) -> None:
+    base = resolve_model("all-MiniLM-L6-v2")
+    reranker = tmp_path / "reranker"
+    reranker.mkdir()
+    (reranker / "config.json").write_text('{"layers": 4}')
+    (reranker / MARKER).write_text('{"trained": true}')
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["paths"].update({"embedder": str(tmp_path / "untrained"), "reranker": str(reranker)})
+    params["embed"]["onnx_dir"] = str(tmp_path / "onnx")
+    assert live_exports(params) == {model_fingerprint(base)[:16] + "-r2", model_fingerprint(reranker)[:16] + "-ce2"}
+
+
+def test_cli_prunes_the_export_folder_named_in_params(tmp_path: Path) -> None:
+    p = project(tmp_path)
+    write_params(tmp_path, p)
+    f = onnx_cache(tmp_path / "onnx")
+    runner = CliRunner()
+    out = runner.invoke(app, ["cache", "prune", "--params", str(tmp_path / "params.yaml")])
+    text = " ".join(out.output.split())
+    assert out.exit_code == 0 and f"removed {f['enc_r1'].name}/ (recipe 1, superseded by 2)" in text, out.output
+    assert not f["enc_r1"].exists() and f["old_enc"].exists()
+    # the build (project()) trained no model: the base embedder is the only one it uses, not exported here
+    out = runner.invoke(app, ["cache", "prune", "--unused-exports", "--params", str(tmp_path / "params.yaml")])
+    assert out.exit_code == 0 and f"removed {f['old_enc'].name}/ (a model this project does not use)" in out.output
+    assert {q.name for q in (tmp_path / "onnx").iterdir()} == {f["other"].name, f["writing"].name}
