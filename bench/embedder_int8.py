@@ -14,7 +14,8 @@ left in fp32). A recipe is ``int8`` (nothing kept), ``fp32`` (the unquantized ex
 
 - screen (``--screen N``, default 1500): N chunks of the corpus (a seeded sample) and the dev queries encoded
   through fp32 and through each recipe, one text a session run as the stages encode: the mean and the 1st
-  percentile of each vector's cosine to its fp32 vector, and int8 chunks/s on this machine;
+  percentile of each vector's cosine to its fp32 vector, and int8 chunks/s on this machine; then each dev query
+  encoded alone, timed (ms, p50 and p95), as a served query is;
 - full (``--full RECIPE ...``): every chunk of the corpus and the dev and test queries through those recipes (and
   fp32), dense retrieval by exact inner product with a document's best chunk as its score (what the FAISS flat
   and IVF indexes approximate), nDCG@10 against the qrels. Dev decides; test is reported.
@@ -105,6 +106,22 @@ def encode(folder: Path, backend: str, texts: list[str]) -> tuple[np.ndarray, fl
     return vecs, time.perf_counter() - t
 
 
+def query_ms(folder: Path, backend: str, queries: list[str], warmup: int = 5) -> dict[str, float]:
+    """Milliseconds to encode one query, one at a time after ``warmup`` queries, as a served query is encoded
+    (ragops.encode.encoder builds its OnnxModel with these defaults: one intra-op thread)."""
+    from ragops.encode.onnx_encoder import OnnxModel
+
+    model = OnnxModel(folder, backend)
+    for q in queries[:warmup]:
+        model.encode([q])
+    ms = []
+    for q in queries:
+        t = time.perf_counter()
+        model.encode([q])
+        ms.append(1000 * (time.perf_counter() - t))
+    return {"p50": round(float(np.percentile(ms, 50)), 3), "p95": round(float(np.percentile(ms, 95)), 3)}
+
+
 def cosines(got: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     cos = np.sum(got * ref, axis=1)
     return {"mean": round(float(cos.mean()), 5), "p1": round(float(np.percentile(cos, 1)), 5)}
@@ -149,14 +166,16 @@ def measure(model: Path, recipes: list[str], full: list[str], screen: int, root:
         folders = export(model, Path(tmp), sorted(set(recipes) | set(full) | {"fp32"}))
         ref_c, ref_s = encode(*folders["fp32"], sample)
         ref_q, _ = encode(*folders["fp32"], dev_q)
-        out["recipes"]["fp32"] = {"chunks_per_s": round(len(sample) / ref_s, 1)}
+        out["recipes"]["fp32"] = {"chunks_per_s": round(len(sample) / ref_s, 1),
+                                  "query_ms": query_ms(*folders["fp32"], dev_q)}
         for recipe in recipes:
             if recipe == "fp32":
                 continue
             c, s = encode(*folders[recipe], sample)
             q, _ = encode(*folders[recipe], dev_q)
             out["recipes"][recipe] = {"chunk_cos": cosines(c, ref_c), "query_cos": cosines(q, ref_q),
-                                      "chunks_per_s": round(len(sample) / s, 1)}
+                                      "chunks_per_s": round(len(sample) / s, 1),
+                                      "query_ms": query_ms(*folders[recipe], dev_q)}
             print(f"  {recipe}: {out['recipes'][recipe]}", flush=True)
         texts, docs = chunks["text"].tolist(), chunks["doc_id"].astype(str).tolist()
         for recipe in ["fp32", *[r for r in full if r != "fp32"]] if full else []:
@@ -186,19 +205,23 @@ def render(result: dict) -> None:
              "`int8` is recipe 1 (every product int8: `onnx-int8` before 2026-12-05), `out:0-2` recipe 2 "
              "(`ragops.encode.onnx_encoder.RECIPE`). Screen: a seeded sample of corpus chunks and the dev queries, "
              "one text a run; cosine of each vector to its fp32 ONNX vector (mean, 1st percentile); chunks/s on "
-             "both cores. Full: the whole corpus and the dev and test queries, dense retrieval by exact inner "
-             "product (a document scores its best chunk), nDCG@10.", ""]
+             "both cores; ms to encode one dev query, one at a time on one thread as served (p50 / p95; rows "
+             "without it were measured before the script timed queries). Full: the whole corpus and the dev and "
+             "test queries, dense retrieval by exact inner product (a document scores its best chunk), nDCG@10.",
+             ""]
     for arm in result["arms"]:
         t = arm["training"]
         note = f" {arm['note']}" if arm.get("note") else ""
         lines += [f"**{arm['model']}** (precision {t['precision']}, seed {t['seed']}; screen: "
                   f"{arm['screen']['chunks']} chunks, {arm['screen']['queries']} dev queries).{note}", "",
-                  "| recipe | chunk cos mean | chunk cos p1 | query cos mean | chunks/s | dev nDCG@10 | test nDCG@10 "
-                  "| corpus s |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| recipe | chunk cos mean | chunk cos p1 | query cos mean | chunks/s | query ms | dev nDCG@10 "
+                  "| test nDCG@10 | corpus s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for name, r in arm["recipes"].items():
             cc, qc, nd = r.get("chunk_cos", {}), r.get("query_cos", {}), r.get("ndcg@10", {})
-            cells = [cc.get("mean"), cc.get("p1"), qc.get("mean"), r.get("chunks_per_s"), nd.get("dev"),
-                     nd.get("test"), r.get("corpus_s")]
+            qms = r.get("query_ms")
+            cells = [cc.get("mean"), cc.get("p1"), qc.get("mean"), r.get("chunks_per_s"),
+                     f"{qms['p50']:.2f} / {qms['p95']:.2f}" if qms else None, nd.get("dev"), nd.get("test"),
+                     r.get("corpus_s")]
             lines.append(f"| {name} | " + " | ".join("" if v is None else f"{v}" for v in cells) + " |")
         lines.append("")
     write_section("embedder_int8", "\n".join(lines).rstrip())

@@ -3,8 +3,9 @@
     python bench/stage_times.py [--mirror ../shared/datasets] [--raw] [--incremental] [--keep]
 
 `git clone` of this repository's HEAD into a temporary folder (no outputs, no DVC cache, an empty embedding
-cache, its own MLflow store), `ragops data fetch`, then each stage through `dvc repro --single-item` in DAG
-order, timed; the stages import the clone's own `src` (PYTHONPATH), so the code measured is the commit's.
+cache, its own MLflow store, an empty HOME: no ONNX export cached), `ragops data fetch`, then each stage through
+`dvc repro --single-item` in DAG order, timed; the stages import the clone's own `src` (PYTHONPATH), so the code
+measured is the commit's.
 Then, in the same run:
 - the build's metrics against the committed ones (this checkout's reports/metrics.json, checked against
   the commit's dvc.lock): every quality figure equal, or the largest difference;
@@ -41,7 +42,11 @@ def volatile(key: str) -> bool:
 
 
 def sh(cmd: list[str], cwd: Path) -> tuple[float, str]:
-    env = {**python_env(), "PYTHONPATH": str(cwd / "src")}  # the clone's code, not this checkout's
+    # the clone's code, not this checkout's; a new HOME beside it, so what a user's caches under ~ would hold
+    # (the ONNX exports in ~/.cache/ragops/onnx, DVC's site cache) starts empty as on a new machine
+    home = cwd.parent / "home"
+    home.mkdir(exist_ok=True)
+    env = {**python_env(), "PYTHONPATH": str(cwd / "src"), "HOME": str(home)}
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode:
@@ -233,7 +238,8 @@ def render(r: dict) -> str:
 
 {machine_line(r['machine'])}{speed}
 
-A clean `git clone` of commit {r['commit']}, `ragops data fetch` ({r['data_fetch_s']:.1f} s), then every stage by
+A clean `git clone` of commit {r['commit']} (HOME an empty folder: no cached ONNX export), `ragops data fetch`
+({r['data_fetch_s']:.1f} s), then every stage by
 `dvc repro --single-item` in DAG order (wall seconds of the command; "inside": the stage's main function as it timed
 itself, without DVC's hashing and the process's start-up imports):
 
