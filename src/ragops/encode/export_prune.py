@@ -28,6 +28,7 @@ from ragops.encode.onnx_encoder import RECIPE as ENCODER_RECIPE
 from ragops.encode.onnx_encoder import export_dir as encoder_export_dir
 from ragops.encode.onnx_reranker import RECIPE as RERANKER_RECIPE
 from ragops.encode.onnx_reranker import export_dir as reranker_export_dir
+from ragops.encode.prune import folder_size
 
 # <16 hex>, then nothing / -r<N> (an encoder's export) or -ce / -ce<N> (a reranker's); no number = recipe 1
 EXPORT_NAME = re.compile(r"^(?P<fp>[0-9a-f]{16})(?:-(?P<kind>r|ce)(?P<recipe>\d*))?$")
@@ -73,10 +74,6 @@ def why_stale(name: str, live: set[str] | None) -> str | None:
     return None
 
 
-def _size(folder: Path) -> int:
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-
-
 def prune_exports(onnx_dir: str | Path, live: set[str] | None = None, dry_run: bool = False) -> ExportPruneReport:
     """Remove the exports in ``onnx_dir`` that :func:`why_stale` names (``live`` None: superseded ones only)."""
     root = Path(onnx_dir).expanduser()
@@ -84,7 +81,7 @@ def prune_exports(onnx_dir: str | Path, live: set[str] | None = None, dry_run: b
     if not root.is_dir():
         return report
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        size = _size(folder)
+        size = folder_size(folder)
         report.bytes_before += size
         why = why_stale(folder.name, live)
         if why is None:

@@ -81,7 +81,8 @@ def _keys_and_dim(folder: Path) -> tuple[set[bytes], int]:
     return keys, dim
 
 
-def _size(folder: Path) -> int:
+def folder_size(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (also the ONNX export prune's measure, ragops.encode.export_prune)."""
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
@@ -95,7 +96,7 @@ def prune(cache_dir: str | Path, live: dict[str, list[str]], dry_run: bool = Fal
     for model_id, texts in live.items():  # one folder per model_id[:16]: backends of one model share it
         wanted.setdefault(model_id[:16], set()).update(cache_keys(model_id, texts).tolist())
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != IDENTITIES):
-        size = _size(folder)
+        size = folder_size(folder)
         report.bytes_before += size
         keys, dim = _keys_and_dim(folder)
         if folder.name not in wanted:
@@ -121,5 +122,5 @@ def prune(cache_dir: str | Path, live: dict[str, list[str]], dry_run: bool = Fal
         cache.add(array, cache.get(array, dim))  # a new segment in the folder, written as the cache writes one
         for f in old:
             f.unlink(missing_ok=True)
-        report.bytes_after += _size(folder)
+        report.bytes_after += folder_size(folder)
     return report
