@@ -77,6 +77,8 @@ def write_params(tmp_path: Path, p: dict) -> None:
     params["paths"].update(p["paths"])
     params["embed"]["cache_dir"] = str(p["cache"])
     params["embed"]["onnx_dir"] = str(tmp_path / "onnx")  # never the user's shared ~/.cache/ragops/onnx
+    # no trained models (not the checkout's models/, resolved from wherever pytest runs): the base is the one used
+    params["paths"].update(embedder=str(tmp_path / "embedder"), reranker=str(tmp_path / "reranker"))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
 
 
