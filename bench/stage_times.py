@@ -8,7 +8,8 @@ cache, its own MLflow store, an empty HOME: no ONNX export cached), `ragops data
 measured is the commit's.
 Then, in the same run:
 - the build's metrics against the committed ones (this checkout's reports/metrics.json, checked against
-  the commit's dvc.lock): every quality figure equal, or the largest difference;
+  the commit's dvc.lock): every quality figure equal, or the largest difference; and then whether each trained
+  model's weight files have this checkout's bytes;
 - a second `dvc repro` with nothing changed (no stage may run);
 - a fusion-only change (only what reads fusion may run);
 - with --raw: raw `SentenceTransformer.encode` over the same chunk texts (the PyTorch floor);
@@ -105,6 +106,19 @@ def compare_metrics(built: Path, root: Path) -> dict:
             "largest": dict(largest)}
 
 
+def same_weights(root: Path) -> dict[str, bool | None]:
+    """Per trained-model folder of the build: whether every weight file (``*.safetensors``, the grounding
+    cross-encoder's ``*.onnx``) has the same bytes as this checkout's (None where either side has none)."""
+    out: dict[str, bool | None] = {}
+    for folder in ("models/embedder", "models/reranker", "models/grounding_pretrain", "models/grounding"):
+        files = {}
+        for side in (root, REPO):
+            found = sorted(f for f in (side / folder).rglob("*") if f.suffix in {".safetensors", ".onnx"})
+            files[side] = {str(f.relative_to(side)): hashlib.md5(f.read_bytes()).hexdigest() for f in found}
+        out[folder] = files[root] == files[REPO] if files[root] and files[REPO] else None
+    return out
+
+
 def raw_encode(root: Path) -> dict:
     """The floor: SentenceTransformer.encode over exactly the chunk texts, one call."""
     code = (
@@ -157,6 +171,8 @@ def main() -> None:
         own = {k: round(v["seconds"], 2) for k, v in read_stage_times(root / ".cache/stage_times").items()}
         embed_stats = json.loads((root / "models/index/embed_stats.json").read_text())
         reproduced = compare_metrics(root / "reports/metrics.json", root)
+        if reproduced.get("reference"):  # this checkout's outputs are the commit's: so should its models be
+            reproduced["same_weights"] = same_weights(root)
         raw = raw_encode(root) if args.raw else None
         noop_s, noop_out = sh(["dvc", "repro"], root)
         params = yaml.safe_load((root / "params.yaml").read_text())
@@ -219,6 +235,10 @@ def render(r: dict) -> str:
                     + ("." if rep["equal"] == rep["compared"] else
                        f"; largest difference {rep['max_abs_diff']:g} ({largest})"
                        + (f"; missing: {', '.join(rep['missing'])}" if rep["missing"] else "") + "."))
+        if rep.get("same_weights"):
+            same = rep["same_weights"].items()
+            rep_line += " Trained models' weight files byte-identical to this checkout's: " + ", ".join(
+                f"{Path(k).name} {'yes' if v else 'no' if v is False else 'n/a'}" for k, v in same) + "."
     else:
         rep_line = f"Not compared with committed metrics: {rep.get('why')}."
     inc = r.get("incremental")
