@@ -76,9 +76,9 @@ def kept_nodes(recipe: str, roles: dict[str, tuple[str, int]]) -> list[str]:
 def export(model: Path, work: Path, recipes: list[str]) -> dict[str, tuple[Path, str]]:
     """``{recipe: (folder, backend)}``: the model exported once, quantized under each recipe."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from ragops.encode.onnx_encoder import FILES, export_onnx
+    from ragops.encode.onnx_export import quantize_int8
 
     base = export_onnx(model, work / "export")
     roles = node_roles(onnx.load(str(base / FILES["onnx"]), load_external_data=False).graph.node)
@@ -90,9 +90,7 @@ def export(model: Path, work: Path, recipes: list[str]) -> dict[str, tuple[Path,
         folder.mkdir()
         for name in ("meta.json", "tokenizer"):
             (folder / name).symlink_to(base / name)
-        quantize_dynamic(str(base / FILES["onnx"]), str(folder / FILES["onnx-int8"]), per_channel=True,
-                         weight_type=QuantType.QInt8, nodes_to_exclude=kept_nodes(recipe, roles),
-                         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
+        quantize_int8(base / FILES["onnx"], folder / FILES["onnx-int8"], kept_nodes(recipe, roles))
         out[recipe] = (folder, "onnx-int8")
     return out
 

@@ -42,8 +42,9 @@ def zdev(got: list[np.ndarray], ref: list[np.ndarray]) -> float:
 
 
 def export_fp32(folder: Path, work: Path) -> Path:
-    """The fused fp32 graph ragops.encode.onnx_reranker quantizes: its export is run with quantize_dynamic
-    wrapped to keep a copy of its input (the export itself keeps only the int8 model)."""
+    """The fused fp32 graph ragops.encode.onnx_reranker quantizes: its export is run with quantize_dynamic (which
+    ragops.encode.onnx_export.quantize_int8 calls) wrapped to keep a copy of its input (the export itself keeps
+    only the int8 model)."""
     import onnxruntime.quantization as q
 
     from ragops.encode.onnx_reranker import export_cross_encoder
@@ -65,8 +66,8 @@ def export_fp32(folder: Path, work: Path) -> Path:
 def recipe_folder(fp32: Path, work: Path, layers: int | None) -> Path:
     """``work/<name>``: the export folder with ``layers`` layers' feed-forward MatMuls in fp32 (None: fp32)."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from ragops.encode.onnx_export import quantize_int8
     from ragops.encode.onnx_reranker import FILE, fp32_nodes
 
     out = work / ("fp32" if layers is None else f"fp32_ffn_{layers}")
@@ -75,9 +76,7 @@ def recipe_folder(fp32: Path, work: Path, layers: int | None) -> Path:
         shutil.copy(fp32, out / FILE)
     else:
         keep = fp32_nodes(onnx.load(str(fp32)).graph.node, layers)
-        quantize_dynamic(str(fp32), str(out / FILE), per_channel=True, weight_type=QuantType.QInt8,
-                         nodes_to_exclude=keep,
-                         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
+        quantize_int8(fp32, out / FILE, keep)
     return out
 
 

@@ -135,14 +135,16 @@ def check_parts(parts: Mapping[str, Path | None], modes: Sequence[str]) -> None:
 def lacks_encoder_export(parts: Mapping[str, Path | None], config: Mapping[str, Any], modes: Sequence[str]) -> bool:
     """True when the package's ``onnx`` folder holds fewer query-encoder exports than the encoders its modes load
     under an ONNX query backend: a package registered before `register` exported each one it serves."""
+    from ragops.encode.export_prune import EXPORT_NAME
     from ragops.encode.onnx_encoder import FILES
 
     folder = parts.get("onnx")
     if folder is None or str(config["embed"].get("query_backend", "torch")) not in FILES:
         return False
     encoders = {p for m in modes for p in parts_for(m)} & {"embedder", "embedder_ft"}
-    # an encoder's export is named by its fingerprint and, since recipe 2, "-r2"; the reranker's by "-ce" and theirs
-    exports = [d for d in Path(folder).iterdir() if "-ce" not in d.name and (d / "meta.json").is_file()]
+    # an encoder's export is named by its fingerprint and, since recipe 2, "-r2"; the reranker's by "-ce<N>"
+    exports = [d for d in Path(folder).iterdir()
+               if (m := EXPORT_NAME.match(d.name)) and m["kind"] != "ce" and (d / "meta.json").is_file()]
     return len(exports) < len(encoders)
 
 

@@ -30,7 +30,8 @@ from ragops.encode.onnx_reranker import RECIPE as RERANKER_RECIPE
 from ragops.encode.onnx_reranker import export_dir as reranker_export_dir
 from ragops.encode.prune import folder_size
 
-# <16 hex>, then nothing / -r<N> (an encoder's export) or -ce / -ce<N> (a reranker's); no number = recipe 1
+# <16 hex>, then nothing / -r<N> (an encoder's export) or -ce / -ce<N> (a reranker's); no number = recipe 1. Also
+# how a package's onnx folder is read (ragops.pyfunc.lacks_encoder_export).
 EXPORT_NAME = re.compile(r"^(?P<fp>[0-9a-f]{16})(?:-(?P<kind>r|ce)(?P<recipe>\d*))?$")
 CURRENT = {"r": ENCODER_RECIPE, "ce": RERANKER_RECIPE}
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ragops.encode.onnx_export import export_fused, input_names
+from ragops.encode.onnx_export import export_fused, input_names, quantize_int8
 from ragops.errors import ConfigError, unknown_name
 from ragops.io import atomic_dir
 
@@ -72,7 +72,6 @@ def export_onnx(model_path: str | Path, out: str | Path) -> Path:
     Both files and ``meta.json`` (max_seq_length, dim, input names) appear together (atomic folder).
     """
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from sentence_transformers import SentenceTransformer
 
     # eager attention: what the optimizer fuses (ragops.encode.onnx_export)
@@ -88,21 +87,11 @@ def export_onnx(model_path: str | Path, out: str | Path) -> Path:
     with atomic_dir(out) as tmp:
         fp32 = export_fused(model, lambda m, batch: m(batch)["sentence_embedding"], sample, names, "embedding",
                             model[0].auto_model.config, tmp / FILES["onnx"])
-        # int8 weights per output channel, only where the weight is a constant (activation x
-        # activation products stay fp32) and but for the recipe's fp32 nodes: MiniLM's embeddings stay at
-        # cosine ~0.99 of fp32 (tested).
         keep = fp32_nodes(onnx.load(str(fp32), load_external_data=False).graph.node)
         if len(keep) < FP32_FFN_OUT:  # an exporter that names them otherwise would silently give recipe 1
             log.warning("recipe %d: %d of the %d feed-forward output MatMuls to keep in fp32 were found by name in "
                         "%s; the rest are quantized to int8", RECIPE, len(keep), FP32_FFN_OUT, model_path)
-        quantize_dynamic(
-            str(fp32),
-            str(tmp / FILES["onnx-int8"]),
-            per_channel=True,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=keep,
-            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
+        quantize_int8(fp32, tmp / FILES["onnx-int8"], keep)
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         meta = {
             "max_seq_length": int(model.max_seq_length),

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ragops.encode.onnx_export import export_fused, input_names
+from ragops.encode.onnx_export import export_fused, input_names, quantize_int8
 from ragops.errors import ConfigError, checked_choice
 from ragops.io import atomic_dir
 
@@ -69,7 +69,6 @@ def export_cross_encoder(model_path: str | Path, out: str | Path) -> Path:
     int8 weights per output channel but for :func:`fp32_nodes`), with its tokenizer and ``meta.json``; all
     appear together."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from ragops.encode.models import model_fingerprint, offline_env
@@ -91,9 +90,7 @@ def export_cross_encoder(model_path: str | Path, out: str | Path) -> Path:
             # otherwise would silently give recipe 1's deviation under recipe 2's name
             log.warning("recipe %d: %d of the %d feed-forward MatMuls to keep in fp32 were found by name "
                         "in %s; the rest are quantized to int8", RECIPE, len(keep), 2 * FP32_LAYERS, model_path)
-        quantize_dynamic(str(fp32), str(tmp / FILE), per_channel=True, weight_type=QuantType.QInt8,
-                         nodes_to_exclude=keep,
-                         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
+        quantize_int8(fp32, tmp / FILE, keep)
         fp32.unlink()  # only the int8 model is run; the fp32 one would double the package
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         # the source's fingerprint, not its path: the export's own fingerprint (its meta.json and tokenizer,
