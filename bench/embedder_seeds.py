@@ -10,7 +10,11 @@ dropout), then encodes the corpus with it (``embed_ft``), indexes it (``index_de
 ``point_at_build``; params.yaml's seed stays for those stages, so the index and the evaluation are the build's).
 Each trained model is evaluated through every encoder backend of ``--backends`` (``embed.backend`` and
 ``embed.query_backend``; params.yaml's is ``onnx-int8``): the dev pools that choose the epoch are scored by PyTorch
-in fp32, the build's corpus by the int8 export. ``--from-build`` adds the project's own build as an arm (its
+(in fp32 before af92b35, in the training's precision since), the build's corpus by the int8 export. Each arm records
+the int8 recipe of the build it ran in (``ragops.encode.onnx_encoder.RECIPE``; arms recorded without one ran under
+recipe 1): the base vectors that mine the negatives and the int8 export both follow it, so arms of different
+recipes are kept and summarized apart, and a rerun replaces only the arm of the same seed, precision, backend and
+recipe. ``--from-build`` adds the project's own build as an arm (its
 training.json names the seed and precision), and its embedder re-encoded through each backend it names.
 Results accumulate in reports/bench/embedder_seeds.json (a rerun replaces its arm) and the ``embedder_seeds``
 section of docs/benchmarks.md: dev and test nDCG@10 of the modes that read the embedder, per arm and per
@@ -31,6 +35,8 @@ from pathlib import Path
 
 import yaml
 from _common import BENCH_DIR, machine, machine_line, point_at_build, python_env, write_result, write_section
+
+from ragops.encode.onnx_encoder import RECIPE
 
 MODES = ("dense_ft", "hybrid_ft", "hybrid_ft_rerank")
 SPLITS = ("dev", "test")
@@ -85,7 +91,7 @@ def run_arms(project: Path, seed: int | None, precision: str | None, backends: l
                 stage(name, build_seed)
             metrics = json.loads(Path(params["paths"]["metrics"]).read_text())
             arms.append({"seed": int(training["seed"]), "precision": training["precision"], "backend": backend,
-                         "source": "trained here" if seed is not None else "the project's build",
+                         "recipe": RECIPE, "source": "trained here" if seed is not None else "the project's build",
                          **arm_figures(metrics, training)})
         return arms
 
@@ -95,15 +101,21 @@ def build_arm(project: Path) -> dict:
     training = json.loads((project / params["paths"]["embedder"] / "training.json").read_text())
     metrics = json.loads((project / params["paths"]["metrics"]).read_text())
     return {"seed": int(training["seed"]), "precision": training["precision"], "backend": params["embed"]["backend"],
-            "source": "the project's build", **arm_figures(metrics, training)}
+            "recipe": RECIPE, "source": "the project's build", **arm_figures(metrics, training)}
+
+
+def recipe(arm: dict) -> int:
+    """The int8 recipe of the build the arm ran in (arms recorded before the field: recipe 1)."""
+    return int(arm.get("recipe", 1))
 
 
 def group(arm: dict) -> str:
-    return f"{arm['precision']}, {arm['backend']}"
+    return f"{arm['precision']}, {arm['backend']}, recipe {recipe(arm)}"
 
 
 def summary(arms: list[dict]) -> dict:
-    """Per (precision, encoder backend): mean, sample standard deviation and range of each figure over seeds."""
+    """Per (precision, encoder backend, int8 recipe): mean, sample standard deviation and range of each figure
+    over seeds."""
     out: dict = {}
     for name in sorted({group(a) for a in arms}):
         rows = [a for a in arms if group(a) == name]
@@ -117,23 +129,25 @@ def summary(arms: list[dict]) -> dict:
 
 
 def render(result: dict) -> None:
-    arms = sorted(result["arms"], key=lambda a: (a["backend"] != "onnx-int8", group(a), a["seed"]))
+    arms = sorted(result["arms"], key=lambda a: (-recipe(a), a["backend"] != "onnx-int8", group(a), a["seed"]))
     cols = [f"{s}/{m}" for s in SPLITS for m in MODES]
     lines = ["## The embedder over training seeds, fp32 and bf16 (`python bench/embedder_seeds.py`)", "",
              machine_line(result["machine"]), "",
              "Each arm trains the embedder with its seed and precision (or reads the build's, \"the build\"), then "
              "encodes the corpus and the queries with it through the encoder backend named (params.yaml's is "
              "`onnx-int8`), re-indexes and evaluates every mode (full SciFact; the rest of the build read in place). "
-             "The dev pool scores choose the epoch (PyTorch, fp32, on each dev query's 10 base candidates). nDCG@10:",
+             "The dev pool scores choose the epoch (PyTorch on each dev query's 10 base candidates: fp32 before "
+             "af92b35, the training's precision since). The recipe is the build's int8 recipe (its base vectors mine "
+             "the negatives; recipe 2 since 2026-12-05): arms of different recipes are not comparable. nDCG@10:",
              "",
-             "| precision, backend | seed | " + " | ".join(cols) + " | dev pool by epoch | train s |",
+             "| precision, backend, recipe | seed | " + " | ".join(cols) + " | dev pool by epoch | train s |",
              "|---|---:|" + "---:|" * len(cols) + "---|---:|"]
     for a in arms:
         figs = " | ".join(f"{a['ndcg@10'].get(c, float('nan')):.4f}" for c in cols)
         pool = " / ".join(f"{x:.4f}" for x in a["dev_pool_by_epoch"])
         seed = f"{a['seed']}" + (" (the build)" if a["source"] == "the project's build" else "")
         lines.append(f"| {group(a)} | {seed} | {figs} | {pool} | {a['train_seconds']:.0f} |")
-    lines += ["", "| precision, backend | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    lines += ["", "| precision, backend, recipe | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for name, stats in result["summary"].items():
         cells = []
         for c in cols:
@@ -141,8 +155,9 @@ def render(result: dict) -> None:
             spread = f" ± {st['sd']:.4f} ({st['min']:.4f}-{st['max']:.4f})" if st and st["sd"] is not None else ""
             cells.append("" if st is None else f"{st['mean']:.4f}{spread}, n={st['n']}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "Mean ± sample standard deviation (range) over the seeds of each precision and backend. The train "
-              "seconds are the training loop's own (training.json), on the machine above with nothing else running."]
+    lines += ["", "Mean ± sample standard deviation (range) over the seeds of each precision, backend and recipe. The "
+              "train seconds are the training loop's own (training.json), on the machine above with nothing else "
+              "running."]
     write_section("embedder_seeds", "\n".join(lines))
 
 
@@ -163,8 +178,8 @@ def main() -> None:
     project = args.project.resolve()
 
     def add(arm: dict) -> None:
-        same = (arm["seed"], arm["precision"], arm["backend"])
-        result["arms"] = [a for a in result["arms"] if (a["seed"], a["precision"], a["backend"]) != same]
+        same = (arm["seed"], arm["precision"], arm["backend"], recipe(arm))
+        result["arms"] = [a for a in result["arms"] if (a["seed"], a["precision"], a["backend"], recipe(a)) != same]
         result["arms"].append(arm)
         result["summary"] = summary(result["arms"])
         result["machine"] = machine()
