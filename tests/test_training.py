@@ -209,3 +209,49 @@ def test_pool_score_ranks_each_pool_by_its_best_chunk() -> None:
     assert rerank_pool_score(encode, ["q"], [["b", "a"]], chunks, {"1": {"a": 1}}, ["1"], "ndcg@1") == 1.0
     assert rerank_pool_score(encode, ["q"], [["b", "a"]], chunks, {"1": {"b": 1}}, ["1"], "ndcg@1") == 0.0
     assert rerank_pool_score(encode, ["q"], [["b", "a", "c"]], chunks, {"1": {"a": 1}}, ["1"], "ndcg@1") == 0.0
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    """The packaged MiniLM, for tests that only encode with it (never train it)."""
+    from ragops.encode.models import load_sentence_transformer
+
+    return load_sentence_transformer("all-MiniLM-L6-v2")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_embedders_dev_score_encodes_in_the_trainings_precision(precision: str, tmp_path: Path, minilm) -> None:
+    """train_embedder's dev scorer re-encodes the dev pools with the model under the training's precision (bf16:
+    the products in bf16, seen by a hook), and bf16 ranks the pools as fp32 does; the untrained score comes from
+    the vectors on disk, not the model."""
+    import torch
+
+    from ragops.stages.train_embedder import dev_scorer
+
+    docs = {"a": ["Vitamin D supplements raise bone density in older women.", "The trial ran for two years."],
+            "b": ["Statins reduce LDL cholesterol."], "c": ["Sleep consolidates memory in adolescents."]}
+    chunks = pd.DataFrame([(d, t) for d, texts in docs.items() for t in texts], columns=["doc_id", "text"])
+    qrels = pd.DataFrame({"query_id": ["1", "2"], "doc_id": ["a", "c"], "score": [1, 1], "split": ["dev", "dev"]})
+    qrels.to_parquet(tmp_path / "qrels.parquet")
+    text_of = pd.Series({"1": "does vitamin d help bones", "2": "sleep and memory"})
+    vecs = np.eye(len(chunks), 4, dtype=np.float32)  # the base vectors on disk: chunk i = e_i
+
+    class Base:  # the base retrievers: both lists rank b, a, c for every query
+        def components(self, texts):
+            return [[hits("b", "a", "c")] * len(texts)] * 2
+
+        def encode(self, texts):
+            # closest to c's chunk (e_3), then to a's first (e_0), orthogonal to b's: c, a, b
+            return np.tile(np.asarray([[0.5, 0.0, 0.0, 1.0]], dtype=np.float32), (len(texts), 1))
+
+    params = {"paths": {"qrels": str(tmp_path / "qrels.parquet")}}
+    score, untrained = dev_scorer(params, Base(), text_of, chunks, vecs, 3, precision)
+    assert untrained == pytest.approx((1 / np.log2(3) + 1.0) / 2)  # query 1's a second, query 2's c first
+    seen: list = []
+    hook = minilm[0].auto_model.encoder.layer[0].attention.self.query.register_forward_hook(
+        lambda _m, _i, out: seen.append(out.dtype))
+    try:
+        assert score(minilm) == 1.0  # the real model puts each query's document first
+    finally:
+        hook.remove()
+    assert set(seen) == {torch.bfloat16 if precision == "bf16" else torch.float32}
