@@ -40,13 +40,15 @@ def measure(params: dict, folders: list[str]) -> dict:
     vecs = read_npy(paths["embeddings"], mmap=True)
     sample = chunks["text"].sample(n=min(512, len(chunks)), random_state=int(params["seed"])).tolist()
     out = {"auto": training_precision("auto", "cpu"), "dev_pool": int(cfg["dev_pool"]), "models": {}}
+    # the stage's own scorer in each precision (its pools are the same for every model: built once)
+    scorers = {p: dev_scorer(params, retriever, text_of, chunks, vecs, int(cfg["dev_pool"]), p)[0]
+               for p in ("fp32", "bf16")}
     for folder in [params["embed"]["model"], *folders]:
         model = load_sentence_transformer(folder)
         model.max_seq_length = int(cfg["max_seq_length"])
         row: dict = {}
         encoded = {}
-        for precision in ("fp32", "bf16"):
-            score, _ = dev_scorer(params, retriever, text_of, chunks, vecs, int(cfg["dev_pool"]), precision)
+        for precision, score in scorers.items():
             t = time.perf_counter()
             row[precision] = {"ndcg@10": round(score(model), 5), "seconds": round(time.perf_counter() - t, 1)}
             with autocast(precision, "cpu"):
@@ -57,8 +59,9 @@ def measure(params: dict, folders: list[str]) -> dict:
         row["ndcg_diff"] = round(row["bf16"]["ndcg@10"] - row["fp32"]["ndcg@10"], 5)
         marker = Path(folder) / "training.json"
         if marker.exists():
-            row["dev_by_epoch"] = [round(x, 5) for x in json.loads(marker.read_text())["dev_ndcg@10_by_epoch"]]
-            row["precision_trained"] = json.loads(marker.read_text())["precision"]
+            training = json.loads(marker.read_text())
+            row["dev_by_epoch"] = [round(x, 5) for x in training["dev_ndcg@10_by_epoch"]]
+            row["precision_trained"] = training["precision"]
         out["models"][folder] = row
         print(folder, row, flush=True)
     return out
