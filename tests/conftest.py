@@ -144,6 +144,25 @@ def child_tmpdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield folder
 
 
+def onnx_exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ONNX export folder (``embed.onnx_dir``) of every test process of this run: the tests never export into
+    the user's shared ``~/.cache/ragops/onnx`` (a run made ~250 MB of exports there, the tiny builds' trained
+    models among them). Each model is exported once per run."""
+    folder = shared_root(tmp_path_factory) / "onnx"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def child_onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """``RAGOPS_ONNX_DIR`` (the export cache a served package reads a missing export from) of this process and
+    of every process a test starts: the run's own folder (:func:`onnx_exports`)."""
+    folder = onnx_exports(tmp_path_factory)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAGOPS_ONNX_DIR", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def minilm_cached(tmp_path_factory: pytest.TempPathFactory):
     """The MiniLM's vectors through ragops' embedding cache (``CachedEncoder``, segments written atomically) in
@@ -153,12 +172,13 @@ def minilm_cached(tmp_path_factory: pytest.TempPathFactory):
     batch gave (batchmates change the last bits).
 
     The encoder is the MiniLM's fp32 ONNX export (``embed.backend: onnx``: the same graph, within 3e-7 of
-    PyTorch's vectors), exported once into ragops' default ``onnx_dir`` as the tiny builds' query encoder is,
-    one text per run on this process's share of the cores, with no PyTorch model to load (test_grounding.py's
-    fixture: 23.9 s in `make test` against 36.1 s through sentence-transformers; `python bench/suite_cpu.py`)."""
+    PyTorch's vectors), exported once into the run's export folder (:func:`onnx_exports`) as the tiny builds'
+    query encoder is, one text per run on this process's share of the cores, with no PyTorch model to load
+    (test_grounding.py's fixture: 23.9 s in `make test` against 36.1 s through sentence-transformers;
+    `python bench/suite_cpu.py`)."""
     from ragops.encode.encoder import CachedEncoder, Encoder
 
-    onnx = Encoder(MODEL, backend="onnx")
+    onnx = Encoder(MODEL, backend="onnx", onnx_dir=onnx_exports(tmp_path_factory))
     onnx.model.configure(threads=1, workers=thread_share(), spinning=False)
     cached = CachedEncoder(onnx, shared_root(tmp_path_factory) / "minilm-cache")
 

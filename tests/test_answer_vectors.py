@@ -4,6 +4,7 @@ SciFact abstracts)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -97,11 +98,11 @@ def test_an_answer_encodes_each_sentence_once_and_equals_the_one_without_memo(en
 
 
 @pytest.fixture(scope="module")
-def int8():
+def int8(child_onnx_dir: Path):
     """The default query encoder: MiniLM in ONNX with int8 weights, one text per run (params.yaml)."""
     from ragops.encode.encoder import Encoder
 
-    return Encoder("all-MiniLM-L6-v2", backend="onnx-int8", batch_size=1)
+    return Encoder("all-MiniLM-L6-v2", backend="onnx-int8", batch_size=1, onnx_dir=child_onnx_dir)
 
 
 def build_store(tmp: Path, docs, enabled: bool = True, dask: str = "none") -> tuple[Path, dict]:
@@ -112,7 +113,8 @@ def build_store(tmp: Path, docs, enabled: bool = True, dask: str = "none") -> tu
     params = {
         "paths": {"docs": str(tmp / "docs.parquet"), "sentences": str(tmp / "sentences")},
         "embed": {"model": "all-MiniLM-L6-v2", "device": "cpu", "backend": "torch", "query_backend": "onnx-int8",
-                  "batch_size": 64, "cache_dir": str(tmp / "cache"), "dask": dask},
+                  "batch_size": 64, "cache_dir": str(tmp / "cache"), "dask": dask,
+                  "onnx_dir": os.environ["RAGOPS_ONNX_DIR"]},
         "answer": {"sentence_vectors": enabled},
     }
     stats = sentences.main(params)

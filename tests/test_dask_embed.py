@@ -36,8 +36,9 @@ def test_no_dask_imports_no_distributed() -> None:
     import subprocess
     import sys
 
-    code = ("import sys\nfrom ragops.encode.dask import open_encoder\n"
-            "with open_encoder('all-MiniLM-L6-v2', dask='none', backend='onnx-int8') as e:\n"
+    code = ("import os, sys\nfrom ragops.encode.dask import open_encoder\n"
+            "with open_encoder('all-MiniLM-L6-v2', dask='none', backend='onnx-int8',\n"
+            "                  onnx_dir=os.environ['RAGOPS_ONNX_DIR']) as e:\n"
             "    assert e.encode(['a text']).shape == (1, e.dim)\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('distributed', 'dask')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -75,17 +76,18 @@ def chunk_texts(scifact_sample: pd.DataFrame, tokenizer) -> tuple[list[str], lis
 
 
 def test_two_worker_processes_equal_one_process_and_fill_the_same_cache(
-    chunk_texts: tuple[list[str], list[int]], tmp_path: Path
+    chunk_texts: tuple[list[str], list[int]], tmp_path: Path, child_onnx_dir: Path
 ) -> None:
     # The document encoder `embed` runs by default (embed.backend: onnx-int8, one text per run, so a vector does
     # not depend on the block it was sent in); the workers load its export, not sentence-transformers.
     # test_in_process_cluster runs the PyTorch encoder through the same code.
     texts, lengths = chunk_texts
-    with open_encoder(MODEL, "cpu", batch_size=16, backend="onnx-int8") as encoder:
+    with open_encoder(MODEL, "cpu", batch_size=16, backend="onnx-int8", onnx_dir=str(child_onnx_dir)) as encoder:
         single, _ = embed_with_cache(texts, encoder, None, encoder.dim, block_size=16, lengths=lengths)
 
     cache_dir = tmp_path / "cache"
-    with open_encoder(MODEL, "cpu", batch_size=16, dask="local:2", backend="onnx-int8") as dask_encoder:
+    with open_encoder(MODEL, "cpu", batch_size=16, dask="local:2", backend="onnx-int8",
+                      onnx_dir=str(child_onnx_dir)) as dask_encoder:
         assert dask_encoder.model_id == encoder.model_id and dask_encoder.dim == encoder.dim
         assert len(dask_encoder.client.scheduler_info()["workers"]) == 2
         cache = EmbeddingCache(cache_dir, dask_encoder.model_id)

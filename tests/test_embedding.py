@@ -294,7 +294,8 @@ def test_embed_with_cache_through_the_real_encoder(encoder, chunk_texts: list[st
     np.testing.assert_array_equal(again, out)
 
 
-def test_a_device_the_machine_lacks_is_a_clear_error_and_onnx_says_it_runs_on_the_cpu(monkeypatch, caplog) -> None:
+def test_a_device_the_machine_lacks_is_a_clear_error_and_onnx_says_it_runs_on_the_cpu(monkeypatch, caplog,
+                                                                                      child_onnx_dir) -> None:
     """embed.device: cuda without a GPU stops with one line naming the setting (the torch backend); the ONNX
     backends run on the CPU whatever the device, and say so instead of ignoring it silently."""
     import logging
@@ -308,6 +309,6 @@ def test_a_device_the_machine_lacks_is_a_clear_error_and_onnx_says_it_runs_on_th
     with pytest.raises(ConfigError, match=r"^embed\.device is 'cuda' but torch sees no CUDA device$"):
         Encoder("all-MiniLM-L6-v2", device="cuda")
     with caplog.at_level(logging.WARNING, logger="ragops.embedding"):
-        onnx = Encoder("all-MiniLM-L6-v2", device="cuda", backend="onnx")
+        onnx = Encoder("all-MiniLM-L6-v2", device="cuda", backend="onnx", onnx_dir=child_onnx_dir)
     assert onnx.encode(["a sentence"]).shape == (1, onnx.dim)
     assert "embed.device cuda is not used: the onnx backend runs on the CPU" in caplog.text

@@ -38,11 +38,15 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 1200,
 
 
 def copy_project(dest: Path, cache_dir: Path, profile: str = "tiny") -> Path:
+    """A project copy at ``dest`` under the test ``profile``, its embedding cache ``cache_dir`` and its ONNX
+    exports in ``onnx`` beside that cache (for the tests: the run's folder, tests/conftest.py's onnx_exports, never
+    the user's ``~/.cache/ragops/onnx``), committed to a new git repository."""
     copy_files(REPO, PROJECT_FILES, dest)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     override = yaml.safe_load((dest / "tests" / "profiles" / f"{profile}.yaml").read_text())
     params = merge(params, override)
     params["embed"]["cache_dir"] = str(cache_dir)
+    params["embed"]["onnx_dir"] = str(cache_dir.parent / "onnx")
     params["grounding"]["cross_encoder"]["threads"] = thread_share()  # its own torch.set_num_threads: the share
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], dest)
