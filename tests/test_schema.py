@@ -72,6 +72,11 @@ def test_a_params_file_older_than_a_key_is_told_the_value_that_keeps_its_behavio
         assert f"missing key '{key}', added in a later version: 'fp32' keeps what this file did before" in msg
     # a key that was always there gets no such hint
     assert _error(lambda p: p["fusion"].pop("alpha")) == "params.yaml: missing key 'fusion.alpha'"
+    # the embedder's attention dropout: null keeps the model's own, as before the key
+    assert ("missing key 'train.embedder.attention_dropout', added in a later version: 'null' keeps what this file"
+            in _error(lambda p: p["train"]["embedder"].pop("attention_dropout")))
+    validate(merge(PARAMS, {"train": {"embedder": {"attention_dropout": None}}}))
+    assert "train.embedder.attention_dropout" in _error(lambda p: p["train"]["embedder"].update(attention_dropout=1))
     # and the value it names is valid
     validate(merge(PARAMS, {"train": {"embedder": {"precision": "fp32"}, "reranker": {"precision": "fp32"}},
                             "grounding": {"cross_encoder": {"precision": "fp32"}}}))

@@ -193,6 +193,28 @@ def test_a_training_step_runs_in_its_precision_and_keeps_fp32_weights(precision:
     assert any(not torch.equal(before[n], p) for n, p in model.named_parameters())
 
 
+def test_attention_dropout_is_set_on_every_self_attention_and_a_model_without_one_is_an_error() -> None:
+    """train.embedder.attention_dropout reaches the dropout of each of the MiniLM's six attention layers (and
+    only those: the hidden dropout stays); null leaves the model's own; a model with no attention to set stops
+    with the key's name instead of training as if it had been set."""
+    import torch
+
+    from ragops.encode.models import load_sentence_transformer
+    from ragops.errors import ConfigError
+    from ragops.training.embedder import set_attention_dropout
+
+    model = load_sentence_transformer("all-MiniLM-L6-v2")
+    bert = model[0].auto_model
+    assert set_attention_dropout(model, None, "k") == 0
+    assert {layer.attention.self.dropout.p for layer in bert.encoder.layer} == {0.1}
+    assert set_attention_dropout(model, 0.0, "k") == len(bert.encoder.layer) == 6
+    assert {layer.attention.self.dropout.p for layer in bert.encoder.layer} == {0.0}
+    assert {layer.output.dropout.p for layer in bert.encoder.layer} == {0.1}  # hidden dropout untouched
+    with pytest.raises(ConfigError, match=r"^train\.embedder\.attention_dropout is 0\.0 but the model has no"):
+        set_attention_dropout(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1)), 0.0,
+                              "train.embedder.attention_dropout")
+
+
 def test_pool_score_ranks_each_pool_by_its_best_chunk() -> None:
     """The embedder's dev score (rerank_pool_score): a document scores by its closest chunk (MaxP), only
     the pool's documents count, and the metric is computed over the ranked pools."""

@@ -131,6 +131,7 @@ class TrainEmbedder(Section):
     neg_pool: Pos
     max_seq_length: Pos
     dev_pool: Pos
+    attention_dropout: Annotated[float, Field(ge=0, lt=1)] | None
     max_steps: NonNeg
     device: Device
     precision: Precision

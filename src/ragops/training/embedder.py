@@ -135,6 +135,28 @@ def fit_with_selection(
     return result
 
 
+def set_attention_dropout(model, p: float | None, setting: str) -> int:
+    """Set the dropout on the attention probabilities of every self-attention module of ``model`` (a
+    transformers or sentence-transformers model) to ``p``; ``None`` leaves the model's own (0.1 in the MiniLM).
+    Under a dropout above 0 PyTorch's scaled-dot-product attention on the CPU leaves its fused kernel for the
+    unfused one, which materializes and masks every attention matrix: a MiniLM training step on 64 passages of
+    256 tokens took 3x as long (``python bench/attention_dropout.py``). Returns the number of modules set; a model
+    without such modules is an error naming ``setting``, never silently left as it was."""
+    if p is None:
+        return 0
+    import torch
+
+    from ragops.errors import ConfigError
+
+    modules = [m for m in model.modules() if type(m).__name__.endswith("SelfAttention")
+               and isinstance(getattr(m, "dropout", None), torch.nn.Dropout)]
+    if not modules:
+        raise ConfigError(f"{setting} is {p} but the model has no self-attention dropout to set (use null)")
+    for m in modules:
+        m.dropout.p = float(p)
+    return len(modules)
+
+
 def mnrl_step(
     model, queries: Sequence[str], passages: Sequence[str], n_neg: int, mask: np.ndarray, scale: float,
     precision: str = "fp32",
