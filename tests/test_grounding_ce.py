@@ -199,6 +199,9 @@ def test_stage_reads_the_cross_encoder_params() -> None:
     assert cfg is not None and cfg.seed == 7 and cfg.device == "cpu"
     assert cfg.precision == training_precision("auto", "cpu")  # params.yaml's auto, resolved on this machine
     assert (cfg.corpus_claims, cfg.corpus_source, cfg.corpus_nei, cfg.negate_evidence) == (0, "both", False, False)
+    assert cfg.group_by_length is params["grounding"]["cross_encoder"]["group_by_length"] is True
+    assert not cross_encoder_config({**params["grounding"]["cross_encoder"], "group_by_length": False}, 7
+                                    ).group_by_length  # fmt: skip
     tiny = {**params["grounding"]["cross_encoder"], "corpus_claims": 20, "negate_evidence": True, "device": "cuda"}
     cfg = cross_encoder_config(tiny, seed=7)
     assert cfg is not None and (cfg.corpus_claims, cfg.negate_evidence, cfg.device) == (20, True, "cuda")
@@ -226,6 +229,8 @@ def test_the_cross_encoder_trains_in_its_precision() -> None:
         cfg = replace(TINY_CE, max_length=32, batch_size=4, corpus_claims=0, precision=precision)
         runs[precision] = train_cross_encoder(resolve_model("all-MiniLM-L6-v2"), examples, cfg)
     assert [r[1]["precision"] for r in runs.values()] == ["fp32", "bf16"]
+    # the record says how much padding the batches held (length-grouped: 1.0 when every batch is alike)
+    assert all(1.0 <= r[1]["padding"] < 2.0 for r in runs.values())
     assert runs["fp32"][1]["epoch_loss"] != runs["bf16"][1]["epoch_loss"]
     assert all(p.dtype == torch.float32 for p in runs["bf16"][0].encoder.parameters())
 

@@ -77,6 +77,8 @@ def test_a_params_file_older_than_a_key_is_told_the_value_that_keeps_its_behavio
             in _error(lambda p: p["train"]["embedder"].pop("attention_dropout")))
     validate(merge(PARAMS, {"train": {"embedder": {"attention_dropout": None}}}))
     assert "train.embedder.attention_dropout" in _error(lambda p: p["train"]["embedder"].update(attention_dropout=1))
+    assert ("missing key 'grounding.cross_encoder.group_by_length', added in a later version: 'false' keeps"
+            in _error(lambda p: p["grounding"]["cross_encoder"].pop("group_by_length")))
     # and the value it names is valid
     validate(merge(PARAMS, {"train": {"embedder": {"precision": "fp32"}, "reranker": {"precision": "fp32"}},
                             "grounding": {"cross_encoder": {"precision": "fp32"}}}))

@@ -84,6 +84,60 @@ def test_batches_cover_every_example_once() -> None:
     assert [len(b) for b in got] == [4, 4, 2] and sorted(np.concatenate(got).tolist()) == list(range(10))
 
 
+def test_length_grouped_batches_pad_less_and_still_give_every_example_once_an_epoch() -> None:
+    """grounding.cross_encoder.group_by_length: each epoch still holds every example once, in as many batches
+    as random slices would, in a seeded order that changes from epoch to epoch; within a window, a batch holds
+    examples of alike length, so it pads to far fewer tokens than a random 16 does."""
+    import random
+
+    from ragops.training.batching import epoch_batches
+
+    lengths = [random.Random(i).choice([20, 40, 80, 128]) for i in range(1000)]
+
+    def padded(bs: list[list[int]]) -> int:
+        return sum(max(lengths[i] for i in b) * len(b) for b in bs)
+
+    runs = {}
+    for group in (False, True):
+        order, rng = list(range(1000)), random.Random(5)
+        runs[group] = [epoch_batches(order, lengths, 16, rng, group) for _ in range(2)]
+        for epoch in runs[group]:
+            assert len(epoch) == 63 and sorted(i for b in epoch for i in b) == list(range(1000))
+        assert runs[group][0] != runs[group][1]  # each epoch its own order
+        again = list(range(1000))
+        assert epoch_batches(again, lengths, 16, random.Random(5), group) == runs[group][0]  # seeded
+    assert all(len({lengths[i] for i in b}) <= 2 for b in runs[True][0])  # alike lengths (a run's border: 2)
+    assert padded(runs[True][0]) < 0.75 * padded(runs[False][0])
+    # the short batch of a run sits anywhere, not always last; a window larger than the data sorts it all
+    assert [len(b) for b in runs[True][0]].index(8) != 62 or [len(b) for b in runs[True][1]].index(8) != 62
+    whole = epoch_batches(list(range(1000)), lengths, 16, random.Random(5), True, window=1000)
+    assert sum(len({lengths[i] for i in b}) > 1 for b in whole) <= 3
+
+
+def test_the_trainings_optimizer_is_the_fused_adamw_where_the_device_has_it(monkeypatch) -> None:
+    import torch
+
+    from ragops.encode.models import adamw
+
+    model = torch.nn.Linear(4, 2)
+    opt = adamw([{"params": [model.weight], "lr": 1e-3}, {"params": [model.bias], "lr": 1e-2}], 1e-3)
+    assert opt.defaults["fused"] is True and opt.defaults["weight_decay"] == 0.01
+    assert [g["lr"] for g in opt.param_groups] == [1e-3, 1e-2]
+    # where torch refuses the fused kernel (a device without it), the plain loop over the same groups, though
+    # they came from generators that the refused attempt had already read
+    real = torch.optim.AdamW
+
+    def refusing(*args, fused=None, **kwargs):
+        if fused:
+            list(args[0][0]["params"])
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", refusing)
+    fallback = adamw(({"params": model.parameters(), "lr": 1e-3} for _ in range(1)), 1e-3)
+    assert not fallback.defaults["fused"] and len(fallback.param_groups[0]["params"]) == 2
+
+
 def test_rerank_reorders_the_top_n_only() -> None:
     first = hits("a", "b", "c", "d", "e")
     out = rerank_hits(first, np.array([0.1, 0.9, 0.5]))

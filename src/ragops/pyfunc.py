@@ -32,7 +32,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from ragops.encode.models import offline_env
+from ragops.encode.models import DEFAULT_ONNX_DIR, offline_env
 from ragops.errors import ConfigError, RagopsError
 from ragops.retrieval.load import PARTS, assemble_pipeline, parts_for
 from ragops.retrieval.pipeline import SearchPipeline
@@ -98,7 +98,7 @@ class RetrieverModel(mlflow.pyfunc.PythonModel):
         check_parts(self.parts, modes)
         # A fresh process finds the ONNX exports in the package; without them it exports once (~10 s), into
         # ragops' export cache (RAGOPS_ONNX_DIR), never into the package
-        cache, parts = os.environ.get("RAGOPS_ONNX_DIR", "~/.cache/ragops/onnx"), dict(self.parts)
+        cache, parts = os.environ.get("RAGOPS_ONNX_DIR", DEFAULT_ONNX_DIR), dict(self.parts)
         if lacks_encoder_export(parts, self.config, modes):
             log = logging.getLogger("ragops.pyfunc")
             log.warning("the package has no ONNX export of a query encoder it serves (registered before ragops "

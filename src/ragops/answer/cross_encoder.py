@@ -25,6 +25,7 @@ import numpy as np
 
 from ragops.answer.grounding_data import LABELS, Pair
 from ragops.answer.negate import add_negation, negate, swap_aligned
+from ragops.training.batching import epoch_batches
 
 CE_DIR = "cross_encoder"
 HEAD_FILE = "head.safetensors"
@@ -50,6 +51,7 @@ class CrossEncoderConfig:
     corpus_source: str = "both"  # titles | clauses | both
     corpus_nei: bool = False  # also an NEI example per pseudo-claim
     negate_evidence: bool = False  # training_examples: also flip the rationale's word that meets the claim
+    group_by_length: bool = True  # batches of similar length (training.batching): less padding
 
 
 def cross_encoder_config(ce: dict[str, Any] | None, seed: int) -> CrossEncoderConfig | None:
@@ -75,6 +77,7 @@ def cross_encoder_config(ce: dict[str, Any] | None, seed: int) -> CrossEncoderCo
         corpus_source=str(ce.get("corpus_source", "both")),
         corpus_nei=bool(ce.get("corpus_nei", False)),
         negate_evidence=bool(ce.get("negate_evidence", False)),
+        group_by_length=bool(ce.get("group_by_length", True)),
     )
 
 
@@ -196,7 +199,7 @@ def train_cross_encoder(
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from ragops.encode.models import autocast, checked_device, offline_env
+    from ragops.encode.models import adamw, autocast, checked_device, offline_env
 
     offline_env()
     checked_device(cfg.device, "grounding.cross_encoder.device")
@@ -211,24 +214,27 @@ def train_cross_encoder(
         head.load_state_dict(load_file(Path(base_path) / HEAD_FILE))
     encoder, head = encoder.to(cfg.device), head.to(cfg.device)
     model = GroundingCrossEncoder(encoder, tok, head, cfg.max_length, cfg.top_k)
-    opt = torch.optim.AdamW(
-        [{"params": encoder.parameters(), "lr": cfg.lr}, {"params": head.parameters(), "lr": cfg.head_lr}],
-        weight_decay=0.01,
-    )
+    opt = adamw([{"params": encoder.parameters(), "lr": cfg.lr}, {"params": head.parameters(), "lr": cfg.head_lr}],
+                cfg.lr)
     steps = cfg.epochs * -(-len(examples) // cfg.batch_size)
     warm = max(1, int(0.1 * steps))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, s / warm) * max(0.0, (steps - s) / steps))
     params = list(encoder.parameters()) + list(head.parameters())
     order, rng, losses, t0 = list(range(len(examples))), random.Random(cfg.seed), [], time.perf_counter()
+    # each pair's token count as the model reads it (claim + evidence, truncated at max_length)
+    lengths = [len(ids) for ids in tok([x[0] for x in examples], [x[1] for x in examples],
+                                       truncation="longest_first", max_length=cfg.max_length)["input_ids"]
+               ] if examples else []  # fmt: skip
     from ragops.logs import Progress
 
     progress, done = Progress(logging.getLogger("ragops.grounding"), "grounding cross-encoder", steps), 0
+    padded = 0
     encoder.train()
     for _ in range(cfg.epochs):
-        rng.shuffle(order)
         total = 0.0
-        for b in range(0, len(order), cfg.batch_size):
-            batch = [examples[i] for i in order[b : b + cfg.batch_size]]
+        for idx in epoch_batches(order, lengths, cfg.batch_size, rng, cfg.group_by_length):
+            batch = [examples[i] for i in idx]
+            padded += max(lengths[i] for i in idx) * len(idx)
             with autocast(cfg.precision, cfg.device):  # bf16: the forward only; the loss in fp32
                 logits = model.logits([x[0] for x in batch], [x[1] for x in batch]).float()
             loss = batch_loss(logits, [x[2] for x in batch])
@@ -246,8 +252,10 @@ def train_cross_encoder(
             encoder.train()
     encoder.eval()
     model.encoder, model.head = encoder.cpu(), head.cpu()
+    # padding: the tokens the batches held (padded to their longest) over the examples' own tokens
     return model, {"examples": len(examples), "epoch_loss": losses, "seconds": round(time.perf_counter() - t0, 1),
-                   "precision": cfg.precision}
+                   "precision": cfg.precision,
+                   "padding": round(padded / max(1, cfg.epochs * sum(lengths)), 3)}  # fmt: skip
 
 
 def batch_loss(logits: Any, labels: Sequence[int]) -> Any:

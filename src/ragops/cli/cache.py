@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from ragops.encode.models import DEFAULT_ONNX_DIR
+
 console = Console()
 cache_app = typer.Typer(help="Look after the embedding cache (embed.cache_dir) and the ONNX exports (embed.onnx_dir).",
                         no_args_is_help=True)
@@ -61,7 +63,7 @@ def prune_command(
 
     params = load_params(params_file)
     cache_dir = Path(params["embed"]["cache_dir"])
-    onnx_dir = Path(params["embed"].get("onnx_dir", "~/.cache/ragops/onnx")).expanduser()
+    onnx_dir = Path(params["embed"].get("onnx_dir", DEFAULT_ONNX_DIR)).expanduser()
     with contextlib.nullcontext() if dry_run else no_build_running(params_file.resolve().parent):
         r = prune(cache_dir, live_texts(params), dry_run=dry_run)
         live = live_exports(params) if unused_exports else None

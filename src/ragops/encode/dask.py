@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ragops.encode.models import DEFAULT_ONNX_DIR
 from ragops.errors import ConfigError
 
 DASK_FORMS = ("none", "local", "local:N", "scheme://host:port")
@@ -115,7 +116,7 @@ class DaskEncoder:
     :class:`ragops.encode.encoder.Encoder`. Register with a client; ``close()`` frees the workers' models."""
 
     def __init__(self, client: Any, model: str, device: str = "cpu", batch_size: int = 64, backend: str = "torch",
-                 onnx_dir: str = "~/.cache/ragops/onnx") -> None:
+                 onnx_dir: str = DEFAULT_ONNX_DIR) -> None:
         self.client = client
         self.batch_size = batch_size
         self.name = f"ragops-encoder-{uuid.uuid4().hex[:12]}"  # one per client: clients may share a cluster
@@ -152,7 +153,7 @@ class DaskEncoder:
 
 @contextlib.contextmanager
 def open_encoder(model: str, device: str = "cpu", batch_size: int = 64, dask: str | None = "none",
-                 backend: str = "torch", onnx_dir: str = "~/.cache/ragops/onnx") -> Iterator[Any]:
+                 backend: str = "torch", onnx_dir: str = DEFAULT_ONNX_DIR) -> Iterator[Any]:
     """The encoder ``embed.dask`` asks for: in this process (``Encoder``) or on a cluster (``DaskEncoder``)."""
     spec = parse_dask(dask)
     if spec is None:

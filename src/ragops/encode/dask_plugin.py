@@ -7,12 +7,14 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from ragops.encode.models import DEFAULT_ONNX_DIR
+
 
 class EncoderPlugin(WorkerPlugin):
     """Loads the model once per worker (``setup``); tasks find it under the plugin's name."""
 
     def __init__(self, model: str, device: str, batch_size: int, backend: str = "torch",
-                 onnx_dir: str = "~/.cache/ragops/onnx") -> None:
+                 onnx_dir: str = DEFAULT_ONNX_DIR) -> None:
         self.model, self.device, self.batch_size = model, device, batch_size
         self.backend, self.onnx_dir = backend, onnx_dir
         self.encoder: Any = None

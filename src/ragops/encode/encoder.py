@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ragops.encode.models import DEFAULT_ONNX_DIR
 from ragops.io import atomic_path, read_npy
 
 log = logging.getLogger("ragops.embedding")
@@ -190,7 +191,7 @@ class Encoder:
     """
 
     def __init__(self, model_name: str, device: str = "cpu", batch_size: int = 64, backend: str = "torch",
-                 onnx_dir: str | Path = "~/.cache/ragops/onnx", packaged: bool = False) -> None:
+                 onnx_dir: str | Path = DEFAULT_ONNX_DIR, packaged: bool = False) -> None:
         from ragops.encode.models import checked_device, load_sentence_transformer, model_fingerprint, resolve_model
         from ragops.encode.onnx_encoder import OnnxModel, check_backend, ensure_export
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragops.encode.models import model_fingerprint, resolve_model
+from ragops.encode.models import DEFAULT_ONNX_DIR, model_fingerprint, resolve_model
 from ragops.encode.onnx_encoder import RECIPE as ENCODER_RECIPE
 from ragops.encode.onnx_encoder import export_dir as encoder_export_dir
 from ragops.encode.onnx_reranker import RECIPE as RERANKER_RECIPE
@@ -49,7 +49,7 @@ def live_exports(params: dict[str, Any]) -> set[str]:
     """The export folder names of the models this project's build serves (whichever exist or not)."""
     from ragops.retrieval.load import local_parts
 
-    onnx_dir = Path(params["embed"].get("onnx_dir", "~/.cache/ragops/onnx")).expanduser()
+    onnx_dir = Path(params["embed"].get("onnx_dir", DEFAULT_ONNX_DIR)).expanduser()
     parts = local_parts(params)
     names = set()
     for key in ("embedder", "embedder_ft"):

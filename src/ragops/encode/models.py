@@ -22,6 +22,10 @@ PACKAGED_MODELS = {
 }
 
 
+# Where ONNX exports are kept when params.yaml's embed.onnx_dir is not at hand (the schema requires the key).
+DEFAULT_ONNX_DIR = "~/.cache/ragops/onnx"
+
+
 def offline_env() -> None:
     """Make the Hugging Face libraries never try the network (rule: offline always)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -111,6 +115,20 @@ def autocast(precision: str, device: str):
     if precision != "bf16":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.split(":", 1)[0], dtype=torch.bfloat16)
+
+
+def adamw(groups, lr: float, weight_decay: float = 0.01):
+    """torch's AdamW over ``groups`` (parameters or parameter groups), fused (one kernel over every parameter
+    instead of a loop of per-tensor operations) where the parameters' device has the fused kernel: on 2 CPU cores
+    a MiniLM's update takes ~30 ms instead of ~100 ms, a sixth of a grounding step (bench/train_step.py). The
+    arithmetic is AdamW's; the rounding of its last bits differs from the unfused loop's."""
+    import torch
+
+    groups = [dict(g, params=list(g["params"])) if isinstance(g, dict) else g for g in groups]  # twice readable
+    try:
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=True)
+    except RuntimeError:  # a device without the fused kernel
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
 
 
 def load_sentence_transformer(name: str, device: str = "cpu"):

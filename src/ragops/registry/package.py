@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ragops.answer.vectors import store_meta
-from ragops.encode.models import model_fingerprint, resolve_model
+from ragops.encode.models import DEFAULT_ONNX_DIR, model_fingerprint, resolve_model
 from ragops.encode.onnx_encoder import FILES as ONNX_FILES
 from ragops.encode.onnx_encoder import ensure_export as ensure_encoder_export
 from ragops.encode.onnx_encoder import export_dir as encoder_export_dir
@@ -91,7 +91,7 @@ def package_parts(params: dict[str, Any], tmp: Path, package: str = "serving") -
         parts["sentences"] = Path(store)  # /ask's sentence vectors (ragops.answer.vectors): packaged, as served
     config = pipeline_config(params)
     backend = config["embed"]["query_backend"]
-    onnx_dir = Path(params["embed"].get("onnx_dir", "~/.cache/ragops/onnx")).expanduser()
+    onnx_dir = Path(params["embed"].get("onnx_dir", DEFAULT_ONNX_DIR)).expanduser()
     exports = tmp / "onnx"
 
     def slimmed(key: str, files: Sequence[str]) -> Path:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from ragops.encode.models import DEFAULT_ONNX_DIR
 from ragops.errors import ConfigError, RagopsError
 from ragops.retrieval.index.dense import load_dense
 from ragops.retrieval.index.sparse import BM25Index
@@ -142,7 +143,7 @@ def assemble_pipeline(parts: Mapping[str, Any], config: Mapping[str, Any], modes
     need = {p for m in want for p in parts_for(m)}
     emb = config["embed"]
     backend = str(emb.get("query_backend", "torch"))
-    onnx_dir = parts.get("onnx") or onnx_dir or "~/.cache/ragops/onnx"
+    onnx_dir = parts.get("onnx") or onnx_dir or DEFAULT_ONNX_DIR
 
     def make_encoder(model) -> Any:
         return Encoder(str(model), device=emb.get("device", "cpu"), backend=backend,
@@ -192,7 +193,7 @@ def load_reranker(folder: str | Path, cfg: Mapping[str, Any], docs: pd.DataFrame
         raise RagopsError(f"the reranker folder {folder} is missing")
     max_length = int(cfg.get("max_length", 160))
     if check_backend(str(cfg.get("backend", "torch"))) == "onnx-int8":
-        scorer = OnnxCrossEncoder(ensure_export(folder, onnx_dir or "~/.cache/ragops/onnx", packaged), max_length)
+        scorer = OnnxCrossEncoder(ensure_export(folder, onnx_dir or DEFAULT_ONNX_DIR, packaged), max_length)
     else:
         scorer = CrossEncoderScorer(folder, max_length, int(cfg.get("batch_size", 32)))
     passages = {d: doc_passage(t, x) for d, t, x in zip(docs["doc_id"], docs["title"], docs["text"], strict=True)}

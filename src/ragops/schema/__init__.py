@@ -74,7 +74,8 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 RENAMED = {"data.dataset": "data.source"}
 # keys added since a params.yaml could be written without them: the value that keeps what such a file did
 ADDED = {"train.embedder.precision": "fp32", "train.reranker.precision": "fp32",
-         "grounding.cross_encoder.precision": "fp32", "train.embedder.attention_dropout": "null"}
+         "grounding.cross_encoder.precision": "fp32", "train.embedder.attention_dropout": "null",
+         "grounding.cross_encoder.group_by_length": "false"}
 
 
 def describe(exc: ValidationError, source: str) -> list[str]:

@@ -112,6 +112,7 @@ class CrossEncoder(Section):
     corpus_source: Literal["titles", "clauses", "both"]
     corpus_nei: bool
     negate_evidence: bool
+    group_by_length: bool
 
 
 class Pretrain(Section):

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ragops.encode.encoder import EmbedStats
 from ragops.encode.identity import Identity, from_cache, remember
+from ragops.encode.models import DEFAULT_ONNX_DIR
 from ragops.io import write_json, write_npy
 from ragops.timing import run_stage
 
@@ -32,7 +33,7 @@ def encode(texts: list[str], lengths: list[int], cfg: dict[str, Any]) -> tuple[n
     backend = str(cfg.get("backend", "torch"))
     with (
         open_encoder(cfg["model"], cfg.get("device", "cpu"), int(cfg["batch_size"]), str(cfg.get("dask", "none")),
-                     backend, str(cfg.get("onnx_dir", "~/.cache/ragops/onnx"))) as encoder,
+                     backend, str(cfg.get("onnx_dir", DEFAULT_ONNX_DIR))) as encoder,
         tqdm(total=len(texts), desc="embed", unit="chunk") as bar,
     ):
         identity = Identity(encoder.model_id, int(encoder.dim))

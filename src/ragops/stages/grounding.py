@@ -18,6 +18,7 @@ from ragops.answer.grounding_data import read_pairs, read_sentences, read_titles
 from ragops.answer.grounding_train import TrainConfig, fit_and_evaluate
 from ragops.answer.scorers import SCORERS_FILE
 from ragops.dagdeps import training_code
+from ragops.encode.models import DEFAULT_ONNX_DIR
 from ragops.errors import unknown_name
 from ragops.io import atomic_dir, read_json, write_json
 from ragops.timing import run_stage
@@ -112,7 +113,7 @@ def main(params: dict[str, Any]) -> None:
         stack_weights=tuple(float(w) for w in g["stack_weights"]),
     )
     encoder = Encoder(embed["model"], device=device, backend=backend,
-                      onnx_dir=str(embed.get("onnx_dir", "~/.cache/ragops/onnx")))
+                      onnx_dir=str(embed.get("onnx_dir", DEFAULT_ONNX_DIR)))
     with atomic_dir(paths["grounding_model"]) as tmp:
         saved, report = fit_and_evaluate(
             train, test, sentences, encoder, cfg, base_model=pretrained if start else encoder.path, ce_dir=tmp / CE_DIR,

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ragops.answer.vectors import STORE_META, sentence_texts
 from ragops.encode.dask import open_encoder
 from ragops.encode.encoder import EmbeddingCache, cache_keys, embed_with_cache
+from ragops.encode.models import DEFAULT_ONNX_DIR
 from ragops.io import atomic_dir, write_json
 from ragops.retrieval.load import query_backend, query_batch_size
 from ragops.timing import run_stage
@@ -45,7 +46,7 @@ def main(params: dict[str, Any]) -> dict[str, Any]:
         texts = sentence_texts(docs["title"].tolist(), docs["text"].tolist())
         with (
             open_encoder(emb["model"], emb.get("device", "cpu"), query_batch_size(backend, int(emb["batch_size"])),
-                         str(emb.get("dask", "none")), backend, str(emb.get("onnx_dir", "~/.cache/ragops/onnx")))
+                         str(emb.get("dask", "none")), backend, str(emb.get("onnx_dir", DEFAULT_ONNX_DIR)))
             as encoder,
             tqdm(total=len(texts), desc="sentences", unit="text", mininterval=5) as bar,
         ):
