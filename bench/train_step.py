@@ -8,7 +8,8 @@ training pairs (the seeded sample and order the stage uses, from the mirror's nl
 arms: random batches or grouped by length (grounding.cross_encoder.group_by_length) x torch's per-tensor AdamW
 or the fused one (ragops.encode.models.adamw). Seconds per step are the training's wall time over its steps
 (tokenization included; the first arm also pays for warming the kernels, so it runs twice and the second run
-counts); padding is the tokens the batches held over the pairs' own. Needs no build. Writes
+counts); padding is the tokens the batches held over the pairs' own. Then the optimizer's update alone, both
+ways (``--updates`` of them, the median). Needs no build. Writes
 reports/bench/train_step.json and the ``train_step`` section of docs/benchmarks.md.
 """
 
@@ -27,6 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=480)
     ap.add_argument("--precisions", nargs="+", default=["auto"])
+    ap.add_argument("--updates", type=int, default=20, help="optimizer updates timed alone, per AdamW")
     ap.add_argument("--mirror", default=os.environ.get("RAGOPS_MIRROR", str(REPO.parent / "shared" / "datasets")))
     args = ap.parse_args()
     from dataclasses import replace
@@ -66,10 +68,38 @@ def main() -> None:
                          "train_s_per_step": round(record["seconds"] / steps, 3), "padding": record["padding"]})
             print(rows[-1], flush=True)
     models.adamw = fused_adamw
+    update = {name: update_ms(base, make, args.updates) for name, make in (("per-tensor", plain_adamw),
+                                                                          ("fused", fused_adamw))}
+    print({"update_ms": update}, flush=True)
     result = {"machine": machine(), "threads": torch.get_num_threads(), "pairs": len(train),
-              "batch_size": cfg.cross_encoder.batch_size, "max_length": cfg.cross_encoder.max_length, "rows": rows}
+              "batch_size": cfg.cross_encoder.batch_size, "max_length": cfg.cross_encoder.max_length, "rows": rows,
+              "update_ms": update, "updates": args.updates}
     write_result("train_step", result)
     write_section("train_step", render(result))
+
+
+def update_ms(base, make, n: int) -> float:
+    """Milliseconds of one optimizer update of the MiniLM (gradient clipping, the step, zeroing), the update the
+    training loops run after each backward pass: the median of ``n`` after two untimed."""
+    import statistics
+
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(base), local_files_only=True)
+    params = list(model.parameters())
+    opt = make([{"params": params, "lr": 1e-5}], 1e-5)
+    times = []
+    for i in range(n + 2):
+        for p in params:
+            p.grad = torch.full_like(p, 1e-3)
+        t0 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad()
+        if i >= 2:
+            times.append(1000 * (time.perf_counter() - t0))
+    return round(statistics.median(times), 1)
 
 
 def render(r: dict) -> str:
@@ -89,6 +119,9 @@ included) over its steps; padding is the tokens the batches held over the pairs'
 | precision | batches | AdamW | padding | seconds a step | faster than random + per-tensor |
 |---|---|---|---:|---:|---:|
 {lines}
+
+The optimizer's update alone (gradient clipping, the step and zeroing over the MiniLM's parameters, median of
+{r['updates']}): {r['update_ms']['per-tensor']} ms with torch's per-tensor AdamW, {r['update_ms']['fused']} ms fused.
 
 params.yaml sets `grounding.cross_encoder.group_by_length: true` (the pretraining too); every training uses the
 fused AdamW where the device has it (`ragops.encode.models.adamw`). What the two did to the models:
