@@ -13,8 +13,9 @@ Each trained model is evaluated through every encoder backend of ``--backends`` 
 (in fp32 before af92b35, in the training's precision since), the build's corpus by the int8 export. Each arm records
 the int8 recipe of the build it ran in (``ragops.encode.onnx_encoder.RECIPE``; arms recorded without one ran under
 recipe 1): the base vectors that mine the negatives and the int8 export both follow it, so arms of different
-recipes are kept and summarized apart, and a rerun replaces only the arm of the same seed, precision, backend and
-recipe. ``--from-build`` adds the project's own build as an arm (its
+recipes are kept and summarized apart, as are arms of different trainings (the attention dropout and the AdamW:
+``training``), and a rerun replaces only the arm of the same seed, precision, backend, recipe and training.
+``--from-build`` adds the project's own build as an arm (its
 training.json names the seed and precision), and its embedder re-encoded through each backend it names.
 Results accumulate in reports/bench/embedder_seeds.json (a rerun replaces its arm) and the ``embedder_seeds``
 section of docs/benchmarks.md: dev and test nDCG@10 of the modes that read the embedder, per arm and per
@@ -44,8 +45,16 @@ STAGES = ("embed_ft", "index_dense_ft", "evaluate")
 OWN = ("embedder", "embeddings_ft", "embed_stats_ft", "faiss_ft", "metrics", "per_query", "plots")
 
 
+def training_recipe(training: dict) -> str:
+    """What the training loop did beyond params.yaml's seed and precision, for arms recorded since 4e21a7b: the
+    attention dropout (train.embedder.attention_dropout; null: the MiniLM's own 0.1) and the fused AdamW."""
+    dropout = (training.get("config") or {}).get("attention_dropout")
+    return f"attention dropout {0.1 if dropout is None else dropout}, fused AdamW"
+
+
 def arm_figures(metrics: dict, training: dict) -> dict:
     return {
+        "training": training_recipe(training),
         "ndcg@10": {f"{s}/{m}": round(float(metrics[s][m]["ndcg@10"]), 4) for s in SPLITS for m in MODES
                     if m in metrics.get(s, {})},
         "best_epoch": training.get("best_epoch"),
@@ -110,7 +119,9 @@ def recipe(arm: dict) -> int:
 
 
 def group(arm: dict) -> str:
-    return f"{arm['precision']}, {arm['backend']}, recipe {recipe(arm)}"
+    # arms recorded before the training field trained with the MiniLM's attention dropout and torch's per-tensor AdamW
+    training = arm.get("training", "attention dropout 0.1, per-tensor AdamW")
+    return f"{arm['precision']}, {arm['backend']}, recipe {recipe(arm)}, {training}"
 
 
 def summary(arms: list[dict]) -> dict:
@@ -138,16 +149,18 @@ def render(result: dict) -> None:
              "`onnx-int8`), re-indexes and evaluates every mode (full SciFact; the rest of the build read in place). "
              "The dev pool scores choose the epoch (PyTorch on each dev query's 10 base candidates: fp32 before "
              "af92b35, the training's precision since). The recipe is the build's int8 recipe (its base vectors mine "
-             "the negatives; recipe 2 since 2026-12-05): arms of different recipes are not comparable. nDCG@10:",
+             "the negatives; recipe 2 since 2026-12-05), then the training's attention dropout and AdamW (the "
+             "embedder without attention dropout and the fused AdamW since 4e21a7b): arms of different recipes or "
+             "trainings are not comparable. nDCG@10:",
              "",
-             "| precision, backend, recipe | seed | " + " | ".join(cols) + " | dev pool by epoch | train s |",
+             "| precision, backend, recipe, training | seed | " + " | ".join(cols) + " | dev pool by epoch | train s |",
              "|---|---:|" + "---:|" * len(cols) + "---|---:|"]
     for a in arms:
         figs = " | ".join(f"{a['ndcg@10'].get(c, float('nan')):.4f}" for c in cols)
         pool = " / ".join(f"{x:.4f}" for x in a["dev_pool_by_epoch"])
         seed = f"{a['seed']}" + (" (the build)" if a["source"] == "the project's build" else "")
         lines.append(f"| {group(a)} | {seed} | {figs} | {pool} | {a['train_seconds']:.0f} |")
-    lines += ["", "| precision, backend, recipe | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    lines += ["", "| precision, backend, recipe, training | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for name, stats in result["summary"].items():
         cells = []
         for c in cols:
@@ -155,7 +168,8 @@ def render(result: dict) -> None:
             spread = f" ± {st['sd']:.4f} ({st['min']:.4f}-{st['max']:.4f})" if st and st["sd"] is not None else ""
             cells.append("" if st is None else f"{st['mean']:.4f}{spread}, n={st['n']}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "Mean ± sample standard deviation (range) over the seeds of each precision, backend and recipe. The "
+    lines += ["", "Mean ± sample standard deviation (range) over the seeds of each precision, backend, recipe and "
+              "training. The "
               "train seconds are the training loop's own (training.json), on the machine above with nothing else "
               "running."]
     write_section("embedder_seeds", "\n".join(lines))
@@ -178,8 +192,8 @@ def main() -> None:
     project = args.project.resolve()
 
     def add(arm: dict) -> None:
-        same = (arm["seed"], arm["precision"], arm["backend"], recipe(arm))
-        result["arms"] = [a for a in result["arms"] if (a["seed"], a["precision"], a["backend"], recipe(a)) != same]
+        same = (arm["seed"], group(arm))
+        result["arms"] = [a for a in result["arms"] if (a["seed"], group(a)) != same]
         result["arms"].append(arm)
         result["summary"] = summary(result["arms"])
         result["machine"] = machine()
