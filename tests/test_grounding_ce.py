@@ -208,6 +208,7 @@ def test_stage_reads_the_cross_encoder_params() -> None:
     older = {k: v for k, v in tiny.items() if k not in ("corpus_claims", "negate_evidence", "device")}
     cfg = cross_encoder_config(older, seed=7)  # a params.yaml from before these keys: the old recipe
     assert cfg is not None and (cfg.corpus_claims, cfg.negate_evidence, cfg.device) == (0, False, "cpu")
+    assert not cross_encoder_config({k: v for k, v in older.items() if k != "group_by_length"}, 7).group_by_length
     assert cross_encoder_config({k: v for k, v in older.items() if k != "precision"}, seed=7).precision == "fp32"
     assert cross_encoder_config({**tiny, "enabled": False}, seed=7) is None
 

@@ -51,7 +51,7 @@ class CrossEncoderConfig:
     corpus_source: str = "both"  # titles | clauses | both
     corpus_nei: bool = False  # also an NEI example per pseudo-claim
     negate_evidence: bool = False  # training_examples: also flip the rationale's word that meets the claim
-    group_by_length: bool = True  # batches of similar length (training.batching): less padding
+    group_by_length: bool = False  # batches of similar length (training.batching): less padding
 
 
 def cross_encoder_config(ce: dict[str, Any] | None, seed: int) -> CrossEncoderConfig | None:
@@ -77,7 +77,7 @@ def cross_encoder_config(ce: dict[str, Any] | None, seed: int) -> CrossEncoderCo
         corpus_source=str(ce.get("corpus_source", "both")),
         corpus_nei=bool(ce.get("corpus_nei", False)),
         negate_evidence=bool(ce.get("negate_evidence", False)),
-        group_by_length=bool(ce.get("group_by_length", True)),
+        group_by_length=bool(ce.get("group_by_length", False)),  # absent (an older params file): random batches
     )
 
 
