@@ -36,12 +36,12 @@ def time_step(precision: str, mode: str, dropout: float | None, queries, passage
     import numpy as np
     import torch
 
-    from ragops.encode.models import load_sentence_transformer
-    from ragops.training.embedder import mnrl_step, set_attention_dropout
+    from ragops.encode.models import load_sentence_transformer, set_dropout
+    from ragops.training.embedder import mnrl_step
 
     model = load_sentence_transformer("all-MiniLM-L6-v2")
     model.max_seq_length = seq
-    set_attention_dropout(model, dropout, "attention_dropout")
+    set_dropout(model, dropout, None, "attention_dropout")
     model.train(mode == "train")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
     b = len(queries)

@@ -47,9 +47,15 @@ OWN = ("embedder", "embeddings_ft", "embed_stats_ft", "faiss_ft", "metrics", "pe
 
 def training_recipe(training: dict) -> str:
     """What the training loop did beyond params.yaml's seed and precision, for arms recorded since 4e21a7b: the
-    attention dropout (train.embedder.attention_dropout; null: the MiniLM's own 0.1) and the fused AdamW."""
-    dropout = (training.get("config") or {}).get("attention_dropout")
-    return f"attention dropout {0.1 if dropout is None else dropout}, fused AdamW"
+    attention dropout (train.embedder.attention_dropout; null: the MiniLM's own 0.1), the fused AdamW, and since
+    the hidden dropout's key (train.embedder.hidden_dropout) that one, with the passages in length-sorted groups."""
+    config = training.get("config") or {}
+    dropout = config.get("attention_dropout")
+    recipe = f"attention dropout {0.1 if dropout is None else dropout}, fused AdamW"
+    if "hidden_dropout" in config:
+        hidden = config["hidden_dropout"]
+        recipe += f", hidden dropout {0.1 if hidden is None else hidden}, grouped passages"
+    return recipe
 
 
 def arm_figures(metrics: dict, training: dict) -> dict:

@@ -209,6 +209,10 @@ def test_stage_reads_the_cross_encoder_params() -> None:
     cfg = cross_encoder_config(older, seed=7)  # a params.yaml from before these keys: the old recipe
     assert cfg is not None and (cfg.corpus_claims, cfg.negate_evidence, cfg.device) == (0, False, "cpu")
     assert not cross_encoder_config({k: v for k, v in older.items() if k != "group_by_length"}, 7).group_by_length
+    cfg = cross_encoder_config({k: v for k, v in older.items() if not k.endswith("_dropout")}, seed=7)
+    assert cfg is not None and (cfg.attention_dropout, cfg.hidden_dropout) == (None, None)  # absent: the model's own
+    assert (cross_encoder_config(params["grounding"]["cross_encoder"], 7).hidden_dropout
+            == params["grounding"]["cross_encoder"]["hidden_dropout"] == 0.0)
     assert cross_encoder_config({k: v for k, v in older.items() if k != "precision"}, seed=7).precision == "fp32"
     assert cross_encoder_config({**tiny, "enabled": False}, seed=7) is None
 

@@ -79,6 +79,15 @@ def test_a_params_file_older_than_a_key_is_told_the_value_that_keeps_its_behavio
     assert "train.embedder.attention_dropout" in _error(lambda p: p["train"]["embedder"].update(attention_dropout=1))
     assert ("missing key 'grounding.cross_encoder.group_by_length', added in a later version: 'false' keeps"
             in _error(lambda p: p["grounding"]["cross_encoder"].pop("group_by_length")))
+    # every training's dropouts: null keeps the model's own, as before the keys; a probability in [0, 1)
+    for section, key in (("train.embedder", "hidden_dropout"), ("train.reranker", "attention_dropout"),
+                         ("train.reranker", "hidden_dropout"), ("grounding.cross_encoder", "attention_dropout"),
+                         ("grounding.cross_encoder", "hidden_dropout")):
+        first, second = section.split(".")
+        assert (f"missing key '{section}.{key}', added in a later version: 'null' keeps what this file"
+                in _error(lambda p, a=first, b=second, k=key: p[a][b].pop(k)))
+        assert f"{section}.{key}" in _error(lambda p, a=first, b=second, k=key: p[a][b].update({k: 1.0}))
+        validate(merge(PARAMS, {first: {second: {key: None}}}))
     # and the value it names is valid
     validate(merge(PARAMS, {"train": {"embedder": {"precision": "fp32"}, "reranker": {"precision": "fp32"}},
                             "grounding": {"cross_encoder": {"precision": "fp32"}}}))

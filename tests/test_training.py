@@ -247,26 +247,58 @@ def test_a_training_step_runs_in_its_precision_and_keeps_fp32_weights(precision:
     assert any(not torch.equal(before[n], p) for n, p in model.named_parameters())
 
 
-def test_attention_dropout_is_set_on_every_self_attention_and_a_model_without_one_is_an_error() -> None:
-    """train.embedder.attention_dropout reaches the dropout of each of the MiniLM's six attention layers (and
-    only those: the hidden dropout stays); null leaves the model's own; a model with no attention to set stops
-    with the key's name instead of training as if it had been set."""
+def test_dropouts_are_set_on_every_module_of_their_kind_and_a_model_without_attention_is_an_error() -> None:
+    """train.*.attention_dropout reaches the dropout of each of the MiniLM's six attention layers (and only those),
+    hidden_dropout every other one (the embeddings', each layer's two outputs', a classification head's); null
+    leaves the model's own; a model with no attention to set stops with the key's name instead of training as if
+    it had been set."""
     import torch
 
-    from ragops.encode.models import load_sentence_transformer
+    from ragops.encode.models import load_sentence_transformer, resolve_model, set_dropout
     from ragops.errors import ConfigError
-    from ragops.training.embedder import set_attention_dropout
+    from ragops.training.reranker import init_cross_encoder
 
     model = load_sentence_transformer("all-MiniLM-L6-v2")
     bert = model[0].auto_model
-    assert set_attention_dropout(model, None, "k") == 0
-    assert {layer.attention.self.dropout.p for layer in bert.encoder.layer} == {0.1}
-    assert set_attention_dropout(model, 0.0, "k") == len(bert.encoder.layer) == 6
+    assert set_dropout(model, None, None, "k") == (0, 0)
+    assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}
+    assert set_dropout(model, 0.0, None, "k") == (len(bert.encoder.layer), 0) == (6, 0)
     assert {layer.attention.self.dropout.p for layer in bert.encoder.layer} == {0.0}
-    assert {layer.output.dropout.p for layer in bert.encoder.layer} == {0.1}  # hidden dropout untouched
+    assert {layer.output.dropout.p for layer in bert.encoder.layer} | {bert.embeddings.dropout.p} == {0.1}
+    assert set_dropout(model, None, 0.05, "k") == (0, 1 + 2 * 6)
+    assert {layer.attention.self.dropout.p for layer in bert.encoder.layer} == {0.0}  # left as it was
+    assert {m.p for layer in bert.encoder.layer for m in (layer.output.dropout, layer.attention.output.dropout)
+            } | {bert.embeddings.dropout.p} == {0.05}  # fmt: skip
+    reranker, _ = init_cross_encoder(resolve_model("all-MiniLM-L6-v2"), seed=1, layers=4)
+    assert set_dropout(reranker, 0.0, 0.0, "train.reranker") == (4, 1 + 2 * 4 + 1)  # the head's dropout too
+    assert {m.p for m in reranker.modules() if isinstance(m, torch.nn.Dropout)} == {0.0}
     with pytest.raises(ConfigError, match=r"^train\.embedder\.attention_dropout is 0\.0 but the model has no"):
-        set_attention_dropout(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1)), 0.0,
-                              "train.embedder.attention_dropout")
+        set_dropout(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1)), 0.0, None, "train.embedder")
+    assert set_dropout(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1)), None, 0.0, "k") == (0, 1)
+
+
+def test_passages_in_length_sorted_groups_give_the_vectors_of_one_padded_forward() -> None:
+    """mnrl_step's passages run in length-sorted groups (PASSAGE_GROUP), each padded to its own longest: every
+    group is trimmed to its longest row, no row is lost or repeated, and the vectors put back in input order are
+    those of one forward over all (padding is masked), to float rounding."""
+    import torch
+
+    from ragops.encode.models import load_sentence_transformer
+    from ragops.training.embedder import by_length, inverse_order
+
+    model = load_sentence_transformer("all-MiniLM-L6-v2").eval()
+    texts = [" ".join(["word"] * n) + f" {i}" for i, n in enumerate([3, 40, 1, 17, 90, 5, 60, 2, 33, 8])]
+    feats = model.preprocess(texts)
+    parts = by_length(feats, 4)
+    assert [len(p["input_ids"]) for p in parts] == [4, 4, 2]
+    widths = [p["input_ids"].shape[1] for p in parts]
+    assert widths == sorted(widths) and widths[-1] == feats["input_ids"].shape[1] > widths[0]
+    assert all(int(p["attention_mask"].sum(dim=1).max()) == p["input_ids"].shape[1] for p in parts)
+    with torch.no_grad():
+        whole = model(dict(feats))["sentence_embedding"]
+        grouped = torch.cat([model(p)["sentence_embedding"] for p in parts])[inverse_order(feats)]
+    assert torch.allclose(whole, grouped, atol=1e-5)
+    assert not torch.allclose(whole, torch.cat([model(p)["sentence_embedding"] for p in parts]), atol=1e-3)
 
 
 def test_pool_score_ranks_each_pool_by_its_best_chunk() -> None:

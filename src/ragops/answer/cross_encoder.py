@@ -52,6 +52,8 @@ class CrossEncoderConfig:
     corpus_nei: bool = False  # also an NEI example per pseudo-claim
     negate_evidence: bool = False  # training_examples: also flip the rationale's word that meets the claim
     group_by_length: bool = False  # batches of similar length (training.batching): less padding
+    attention_dropout: float | None = None  # the encoder's dropouts in training (None: the model's own, 0.1)
+    hidden_dropout: float | None = None
 
 
 def cross_encoder_config(ce: dict[str, Any] | None, seed: int) -> CrossEncoderConfig | None:
@@ -78,7 +80,13 @@ def cross_encoder_config(ce: dict[str, Any] | None, seed: int) -> CrossEncoderCo
         corpus_nei=bool(ce.get("corpus_nei", False)),
         negate_evidence=bool(ce.get("negate_evidence", False)),
         group_by_length=bool(ce.get("group_by_length", False)),  # absent (an older params file): random batches
+        attention_dropout=_dropout(ce.get("attention_dropout")),  # absent: the model's own
+        hidden_dropout=_dropout(ce.get("hidden_dropout")),
     )
+
+
+def _dropout(p: Any) -> float | None:
+    return None if p is None else float(p)
 
 
 def evidence(sentences: Sequence[str], idx: Sequence[int]) -> str:
@@ -199,13 +207,14 @@ def train_cross_encoder(
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from ragops.encode.models import adamw, autocast, checked_device, offline_env
+    from ragops.encode.models import adamw, autocast, checked_device, offline_env, set_dropout
 
     offline_env()
     checked_device(cfg.device, "grounding.cross_encoder.device")
     torch.set_num_threads(max(1, cfg.threads))
     torch.manual_seed(cfg.seed)
     encoder = AutoModel.from_pretrained(str(base_path), local_files_only=True)
+    set_dropout(encoder, cfg.attention_dropout, cfg.hidden_dropout, "grounding.cross_encoder")
     tok = AutoTokenizer.from_pretrained(str(base_path), local_files_only=True)
     head = torch.nn.Linear(encoder.config.hidden_size, len(LABELS))
     if (Path(base_path) / HEAD_FILE).is_file():

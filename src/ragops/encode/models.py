@@ -132,6 +132,30 @@ def adamw(groups, lr: float, weight_decay: float = 0.01):
         return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
 
 
+def set_dropout(model, attention: float | None, hidden: float | None, setting: str) -> tuple[int, int]:
+    """Set the dropout of every self-attention module's probabilities in ``model`` (a transformers or
+    sentence-transformers model) to ``attention`` and every other dropout (the embeddings', each layer's outputs', a
+    classification head's) to ``hidden``; ``None`` leaves the model's own (0.1 in the MiniLM). Under an attention
+    dropout above 0 PyTorch's scaled-dot-product attention on the CPU leaves its fused kernel for the unfused one,
+    which materializes and masks every attention matrix: a MiniLM training step on 64 passages of 256 tokens took
+    3.2x as long in bf16, 2x in fp32 (``python bench/attention_dropout.py``); the other dropouts cost each step
+    the random masks of every hidden state (``python bench/dropout_step.py``). Returns the numbers of modules set
+    (attention, other); asking for an attention dropout of a model without self-attention dropout is an error
+    naming ``<setting>.attention_dropout``, never silently left as it was."""
+    import torch
+
+    attn = {id(m.dropout): m.dropout for m in model.modules() if type(m).__name__.endswith("SelfAttention")
+            and isinstance(getattr(m, "dropout", None), torch.nn.Dropout)}
+    if attention is not None and not attn:
+        raise ConfigError(f"{setting}.attention_dropout is {attention} but the model has no self-attention dropout "
+                          "to set (use null)")
+    other = [m for m in model.modules() if isinstance(m, torch.nn.Dropout) and id(m) not in attn]
+    for ps, modules in ((attention, attn.values()), (hidden, other)):
+        for m in modules if ps is not None else ():
+            m.p = float(ps)
+    return (len(attn) if attention is not None else 0, len(other) if hidden is not None else 0)
+
+
 def load_sentence_transformer(name: str, device: str = "cpu"):
     offline_env()
     from sentence_transformers import SentenceTransformer

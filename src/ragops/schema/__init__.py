@@ -75,7 +75,9 @@ RENAMED = {"data.dataset": "data.source"}
 # keys added since a params.yaml could be written without them: the value that keeps what such a file did
 ADDED = {"train.embedder.precision": "fp32", "train.reranker.precision": "fp32",
          "grounding.cross_encoder.precision": "fp32", "train.embedder.attention_dropout": "null",
-         "grounding.cross_encoder.group_by_length": "false"}
+         "grounding.cross_encoder.group_by_length": "false", "train.embedder.hidden_dropout": "null",
+         "train.reranker.attention_dropout": "null", "train.reranker.hidden_dropout": "null",
+         "grounding.cross_encoder.attention_dropout": "null", "grounding.cross_encoder.hidden_dropout": "null"}
 
 
 def describe(exc: ValidationError, source: str) -> list[str]:

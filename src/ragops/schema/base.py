@@ -15,6 +15,8 @@ NonNegF = Annotated[float, Field(ge=0)]
 Device = Annotated[str, Field(pattern=r"^(cpu|cuda(:[0-9]+)?|mps)$")]
 # the arithmetic of a training: auto = bf16 where the device multiplies it natively, else fp32
 Precision = Literal["auto", "fp32", "bf16"]
+# a training's dropout probability; None: the model's own
+Dropout = Annotated[float, Field(ge=0, lt=1)] | None
 Mode = Literal["bm25", "dense", "hybrid", "dense_ft", "hybrid_ft", "hybrid_rerank", "hybrid_ft_rerank"]
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from ragops.schema.base import Device, Mode, NonNeg, NonNegF, Pos, Precision, Section, Unit
+from ragops.schema.base import Device, Dropout, Mode, NonNeg, NonNegF, Pos, Precision, Section, Unit
 
 
 class Data(Section):
@@ -131,7 +131,8 @@ class TrainEmbedder(Section):
     neg_pool: Pos
     max_seq_length: Pos
     dev_pool: Pos
-    attention_dropout: Annotated[float, Field(ge=0, lt=1)] | None
+    attention_dropout: Dropout
+    hidden_dropout: Dropout
     max_steps: NonNeg
     device: Device
     precision: Precision
@@ -151,6 +152,8 @@ class TrainReranker(Section):
     title_queries: NonNeg
     max_length: Annotated[int, Field(ge=8)]
     dev_n: Pos
+    attention_dropout: Dropout
+    hidden_dropout: Dropout
     max_steps: NonNeg
     device: Device
     precision: Precision

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from ragops.schema.base import Device, Mode, NonNeg, NonNegF, Pos, Precision, Section, Unit
+from ragops.schema.base import Device, Dropout, Mode, NonNeg, NonNegF, Pos, Precision, Section, Unit
 
 
 class Registry(Section):
@@ -113,6 +113,8 @@ class CrossEncoder(Section):
     corpus_nei: bool
     negate_evidence: bool
     group_by_length: bool
+    attention_dropout: Dropout
+    hidden_dropout: Dropout
 
 
 class Pretrain(Section):

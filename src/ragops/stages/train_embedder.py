@@ -18,7 +18,7 @@ from ragops.eval.evaluation import qrels_for_split
 from ragops.io import atomic_dir, read_npy, write_json
 from ragops.timing import run_stage
 from ragops.training.data import best_chunk_rows, interleave
-from ragops.training.embedder import TrainConfig, rerank_pool_score, set_attention_dropout, train_bi_encoder
+from ragops.training.embedder import TrainConfig, rerank_pool_score, train_bi_encoder
 from ragops.training.stage import MARKER, marker, start
 
 log = logging.getLogger("ragops.train_embedder")
@@ -43,7 +43,7 @@ def main(params: dict[str, Any]) -> None:
     job = start(params, "embedder", CODE)
     if job is None:
         return
-    from ragops.encode.models import load_sentence_transformer
+    from ragops.encode.models import load_sentence_transformer, set_dropout
 
     chunks = pd.read_parquet(params["paths"]["chunks"], columns=["doc_id", "text"])
     doc_rows = chunks.groupby("doc_id").indices
@@ -68,7 +68,7 @@ def main(params: dict[str, Any]) -> None:
 
     model = load_sentence_transformer(params["embed"]["model"], device=device)
     model.max_seq_length = int(cfg["max_seq_length"])
-    set_attention_dropout(model, cfg["attention_dropout"], "train.embedder.attention_dropout")
+    set_dropout(model, cfg["attention_dropout"], cfg.get("hidden_dropout"), "train.embedder")
     dev_score, dev_untrained = dev_scorer(params, retriever, text_of, chunks, chunk_vecs, int(cfg["dev_pool"]),
                                           job.precision)
     tcfg = train_config(cfg, seed, job.precision)

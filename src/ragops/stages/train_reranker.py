@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ragops.dagdeps import training_code
-from ragops.encode.models import resolve_model
+from ragops.encode.models import resolve_model, set_dropout
 from ragops.eval.evaluation import as_run, qrels_for_split
 from ragops.eval.metrics import mean_metrics
 from ragops.io import atomic_dir, write_json
@@ -50,6 +50,7 @@ def main(params: dict[str, Any]) -> None:
         queries, groups = queries + extra_q, groups + extra_groups
 
     model, tok = init_cross_encoder(resolve_model(params["embed"]["model"]), seed, int(cfg.get("layers", 0)), device)
+    set_dropout(model, cfg.get("attention_dropout"), cfg.get("hidden_dropout"), "train.reranker")
     max_length = int(cfg["max_length"])
     dev_score = dev_scorer(params, retriever, text_of, passage, tok, max_length)
     result = train_cross_encoder(model, tok, queries, groups, max_length, train_config(cfg, seed, job.precision),

@@ -137,50 +137,56 @@ def fit_with_selection(
     return result
 
 
-def set_attention_dropout(model, p: float | None, setting: str) -> int:
-    """Set the dropout on the attention probabilities of every self-attention module of ``model`` (a
-    transformers or sentence-transformers model) to ``p``; ``None`` leaves the model's own (0.1 in the MiniLM).
-    Under a dropout above 0 PyTorch's scaled-dot-product attention on the CPU leaves its fused kernel for the
-    unfused one, which materializes and masks every attention matrix: a MiniLM training step on 64 passages of
-    256 tokens took 3.2x as long in bf16, 2x in fp32 (``python bench/attention_dropout.py``). Returns the number
-    of modules set; a model without such modules is an error naming ``setting``, never silently left as it
-    was."""
-    if p is None:
-        return 0
-    import torch
+# The passages of an MNRL step (positives and negatives, up to 256 tokens) run through the encoder in length-sorted
+# groups of this many, each padded to its own longest, instead of one forward padded to the longest of all: the
+# same vectors (padding is masked) and the same loss over the whole batch (every passage still a negative of every
+# other query), about a tenth fewer tokens on SciFact's chunks (bench/dropout_step.py).
+PASSAGE_GROUP = 16
 
-    from ragops.errors import ConfigError
 
-    modules = [m for m in model.modules() if type(m).__name__.endswith("SelfAttention")
-               and isinstance(getattr(m, "dropout", None), torch.nn.Dropout)]
-    if not modules:
-        raise ConfigError(f"{setting} is {p} but the model has no self-attention dropout to set (use null)")
-    for m in modules:
-        m.dropout.p = float(p)
-    return len(modules)
+def by_length(feats: dict, group: int) -> list[dict]:
+    """``feats`` (a padded tokenization: tensors of one row per text) cut into length-sorted groups of ``group``
+    rows, each trimmed to its own longest row; :func:`inverse_order` puts their outputs back in input order."""
+    lengths = feats["attention_mask"].sum(dim=1)
+    order = lengths.argsort(stable=True)
+    parts = []
+    for start in range(0, len(order), group):
+        rows = order[start : start + group]
+        width = int(lengths[rows].max())
+        parts.append({k: v[rows, :width] if hasattr(v, "dim") and v.dim() == 2 else v for k, v in feats.items()})
+    return parts
+
+
+def inverse_order(feats: dict):
+    """The index that maps the concatenated outputs of :func:`by_length`'s groups back to the input order."""
+    return feats["attention_mask"].sum(dim=1).argsort(stable=True).argsort()
 
 
 def mnrl_step(
     model, queries: Sequence[str], passages: Sequence[str], n_neg: int, mask: np.ndarray, scale: float,
-    precision: str = "fp32",
+    precision: str = "fp32", group: int = PASSAGE_GROUP,
 ) -> float:
     """Forward + backward of one MNRL batch; ``passages`` = B positives then B*n_neg negatives,
     ``mask[i, j]`` True where passage j is relevant to query i but is not its target. Under bf16 the encoder's
-    forward runs in autocast; the similarities and the loss in fp32."""
+    forward runs in autocast; the similarities and the loss in fp32. The passages run in length-sorted groups of
+    ``group`` (0: one forward)."""
     import torch
 
     from ragops.encode.models import autocast
 
     device = model.device  # the batch goes where the model is (train.embedder.device)
 
-    def embed(texts: Sequence[str]):
+    def embed(texts: Sequence[str], group: int = 0):
         feats = model.preprocess(list(texts))  # sentence-transformers' tokenization (`tokenize` is deprecated)
         feats = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in feats.items()}
         with autocast(precision, str(device)):
-            return model(feats)["sentence_embedding"].float()
+            if group <= 0 or len(texts) <= group:
+                return model(feats)["sentence_embedding"].float()
+            return torch.cat([model(part)["sentence_embedding"].float() for part in by_length(feats, group)])[
+                inverse_order(feats)]
 
     q = torch.nn.functional.normalize(embed(queries), dim=-1)
-    p = torch.nn.functional.normalize(embed(passages), dim=-1)
+    p = torch.nn.functional.normalize(embed(passages, group), dim=-1)
     logits = scale * q @ p.T
     logits = logits.masked_fill(torch.as_tensor(mask, device=device), float("-inf"))
     loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(queries), device=device))
