@@ -63,6 +63,9 @@ bench: data
 	$(BIN)/python bench/stage_times.py
 	$(BIN)/python bench/quick_build.py
 	$(BIN)/python bench/precision.py
+	$(BIN)/python bench/attention_dropout.py
+	$(BIN)/python bench/train_step.py
+	$(BIN)/python bench/dropout_step.py
 	$(BIN)/python bench/flow.py
 	$(BIN)/python bench/dask_embed.py
 	$(BIN)/python bench/registry.py
